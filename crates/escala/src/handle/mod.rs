@@ -1,0 +1,623 @@
+//! [`Handle`]: the one result type every unit returns, and its producer side.
+//!
+//! A handle is a one-shot slot shared between the unit that runs the work (through a
+//! `Completer`) and the caller. The first outcome written wins: a value, an error, a
+//! cancellation or a timeout; later writes are ignored, so a task ends in exactly one outcome.
+
+mod wait;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+pub use wait::{AsCompleted, WaitFor, as_completed, wait};
+
+use crate::error::{ErrorKind, Outcome, TaskError};
+use crate::events::{self, EventKind};
+
+/// A process-wide unique task id.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct TaskId(pub u64);
+
+impl TaskId {
+    pub(crate) fn next() -> TaskId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        TaskId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Which kind of unit runs a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum UnitKind {
+    /// A closure on its own OS thread, joined at exit.
+    Thread,
+    /// A closure on its own OS thread, asked to stop at exit.
+    DaemonThread,
+    /// A registered task in a re-executed child process, joined at exit.
+    Process,
+    /// A registered task in a child process, stopped (TERM, grace, KILL) at exit.
+    DaemonProcess,
+    /// An external command in a child process.
+    Command,
+    /// A task on a thread pool.
+    PoolTask,
+}
+
+impl UnitKind {
+    /// A short stable label (`"thread"`, `"daemon-thread"`, `"process"`, …).
+    pub fn label(self) -> &'static str {
+        match self {
+            UnitKind::Thread => "thread",
+            UnitKind::DaemonThread => "daemon-thread",
+            UnitKind::Process => "process",
+            UnitKind::DaemonProcess => "daemon-process",
+            UnitKind::Command => "command",
+            UnitKind::PoolTask => "pool-task",
+        }
+    }
+}
+
+impl fmt::Display for UnitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// A task name that is cheap to clone: static, or shared by every task of a pool.
+#[derive(Clone, Debug)]
+pub(crate) enum TaskName {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl std::ops::Deref for TaskName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            TaskName::Static(s) => s,
+            TaskName::Shared(s) => s,
+        }
+    }
+}
+
+impl From<String> for TaskName {
+    fn from(s: String) -> TaskName {
+        TaskName::Shared(s.into())
+    }
+}
+
+type Callback<T> = Box<dyn FnOnce(&Outcome<T>) + Send>;
+
+enum Slot<T> {
+    Pending,
+    Done(Outcome<T>),
+    Taken,
+}
+
+struct State<T> {
+    slot: Slot<T>,
+    waker: Option<Waker>,
+    callbacks: Vec<Callback<T>>,
+    sleepers: u32,
+}
+
+/// The part of a task every holder can see without knowing its value type.
+pub(crate) struct Core {
+    pub(crate) id: TaskId,
+    pub(crate) name: TaskName,
+    pub(crate) kind: UnitKind,
+    done: AtomicBool,
+    cancel_requested: AtomicBool,
+    /// Pool tasks: 0 queued, 1 running, 2 discarded before it ran.
+    phase: AtomicU8,
+    pid: AtomicU32,
+    /// Extra work a cancel must do for this unit (kill a child, update pool counters).
+    on_cancel: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Core {
+    pub(crate) fn is_cancel_requested(&self) -> bool {
+        self.cancel_requested.load(Ordering::Acquire)
+    }
+    pub(crate) fn request_cancel(&self) {
+        self.cancel_requested.store(true, Ordering::Release);
+    }
+    pub(crate) fn set_pid(&self, pid: u32) {
+        self.pid.store(pid, Ordering::Relaxed);
+    }
+    /// Moves a queued task to running; false if it was discarded (cancelled) first.
+    pub(crate) fn try_start(&self) -> bool {
+        self.phase
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+    /// Puts a running task back to queued (for a retry).
+    pub(crate) fn requeue(&self) {
+        let _ = self
+            .phase
+            .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire);
+    }
+    /// Marks a queued task as discarded; true if it had not started.
+    pub(crate) fn try_discard(&self) -> bool {
+        self.phase
+            .compare_exchange(0, 2, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid.load(Ordering::Relaxed)
+    }
+}
+
+pub(crate) struct Shared<T> {
+    pub(crate) core: Core,
+    state: Mutex<State<T>>,
+    cond: Condvar,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panic while holding this lock can only come from a user callback; the state
+        // itself is always consistent, so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the outcome if none was written yet. Returns whether this call won.
+    pub(crate) fn complete(&self, outcome: Outcome<T>) -> bool {
+        let mut st = self.lock();
+        if !matches!(st.slot, Slot::Pending) {
+            return false;
+        }
+        if events::enabled() {
+            events::emit_finished(&self.core, outcome.as_ref().err());
+        }
+        st.slot = Slot::Done(outcome);
+        self.core.done.store(true, Ordering::Release);
+        let waker = st.waker.take();
+        let callbacks = std::mem::take(&mut st.callbacks);
+        if !callbacks.is_empty() {
+            if let Slot::Done(out) = &st.slot {
+                for cb in callbacks {
+                    cb(out);
+                }
+            }
+        }
+        let sleepers = st.sleepers;
+        drop(st);
+        if sleepers > 0 {
+            self.cond.notify_all();
+        }
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.core.done.load(Ordering::Acquire)
+    }
+
+    fn err_kind(&self, kind: ErrorKind) -> TaskError {
+        TaskError::new(self.core.id, &*self.core.name, kind)
+    }
+
+    /// Resolves with an error of this kind, if still pending.
+    pub(crate) fn fail(&self, kind: ErrorKind) -> bool {
+        self.complete(Err(self.err_kind(kind)))
+    }
+
+    /// Adds a callback run once with the outcome (at once if already done).
+    fn add_callback(&self, cb: Callback<T>) {
+        let mut st = self.lock();
+        match &st.slot {
+            Slot::Pending => st.callbacks.push(cb),
+            Slot::Done(out) => cb(out),
+            Slot::Taken => {}
+        }
+    }
+
+    fn peek_is_err(&self) -> bool {
+        matches!(self.lock().slot, Slot::Done(Err(_)))
+    }
+
+    /// Blocks until done or the deadline passes; returns whether done.
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        if self.is_done() {
+            return true;
+        }
+        let mut st = self.lock();
+        while matches!(st.slot, Slot::Pending) {
+            st.sleepers += 1;
+            st = match deadline {
+                None => self.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        st.sleepers -= 1;
+                        return false;
+                    }
+                    self.cond
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+            st.sleepers -= 1;
+        }
+        true
+    }
+
+    fn take(&self) -> Outcome<T> {
+        let mut st = self.lock();
+        match std::mem::replace(&mut st.slot, Slot::Taken) {
+            Slot::Done(out) => out,
+            // A handle is not Clone and join consumes it, so the slot is taken only once.
+            Slot::Pending | Slot::Taken => unreachable!("outcome taken before it was written"),
+        }
+    }
+}
+
+/// Creates a new pending task: the caller's [`Handle`] and the unit's [`Completer`].
+pub(crate) fn pair<T>(name: TaskName, kind: UnitKind) -> (Handle<T>, Completer<T>) {
+    let shared = Arc::new(Shared {
+        core: Core {
+            id: TaskId::next(),
+            name,
+            kind,
+            done: AtomicBool::new(false),
+            cancel_requested: AtomicBool::new(false),
+            phase: AtomicU8::new(0),
+            pid: AtomicU32::new(0),
+            on_cancel: Mutex::new(None),
+        },
+        state: Mutex::new(State {
+            slot: Slot::Pending,
+            waker: None,
+            callbacks: Vec::new(),
+            sleepers: 0,
+        }),
+        cond: Condvar::new(),
+    });
+    (
+        Handle {
+            shared: shared.clone(),
+        },
+        Completer { shared },
+    )
+}
+
+/// The producer side of a handle: the unit writes its one outcome through it.
+///
+/// Dropping a completer that never wrote resolves the handle as [`ErrorKind::Cancelled`],
+/// so no caller can wait forever on work that will never run.
+pub(crate) struct Completer<T> {
+    pub(crate) shared: Arc<Shared<T>>,
+}
+
+impl<T> Completer<T> {
+    pub(crate) fn core(&self) -> &Core {
+        &self.shared.core
+    }
+
+    pub(crate) fn complete(&self, outcome: Outcome<T>) -> bool {
+        self.shared.complete(outcome)
+    }
+
+    pub(crate) fn ok(&self, value: T) -> bool {
+        self.shared.complete(Ok(value))
+    }
+
+    pub(crate) fn fail(&self, kind: ErrorKind) -> bool {
+        self.shared.fail(kind)
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.shared.is_done()
+    }
+
+    /// An error of this kind naming this task.
+    pub(crate) fn error(&self, kind: ErrorKind) -> TaskError {
+        self.shared.err_kind(kind)
+    }
+
+    /// True when the outcome already written is a timeout.
+    pub(crate) fn was_timed_out(&self) -> bool {
+        matches!(self.shared.lock().slot, Slot::Done(Err(ref e)) if e.is_timed_out())
+    }
+}
+
+impl<T> Drop for Completer<T> {
+    fn drop(&mut self) {
+        if !self.shared.is_done() {
+            self.shared.fail(ErrorKind::Cancelled);
+        }
+    }
+}
+
+/// A cooperative stop request that a running task can check.
+///
+/// Each task has one; inside a task, [`crate::current`] gives it. Cancelling the task's
+/// handle, a timeout, or program exit (for daemon units) sets it.
+///
+/// # Examples
+///
+/// ```
+/// let h = escala::thread::spawn("worker", || {
+///     let me = escala::current();
+///     while !me.is_cancelled() {
+///         std::thread::yield_now();
+///     }
+///     "stopped"
+/// });
+/// assert!(h.cancel());
+/// assert!(h.join().unwrap_err().is_cancelled());
+/// ```
+#[derive(Clone)]
+pub struct CancelToken {
+    src: Option<Arc<dyn TokenSource>>,
+}
+
+pub(crate) trait TokenSource: Send + Sync {
+    fn core(&self) -> &Core;
+    fn time_out(&self, after: Duration) -> bool;
+}
+
+impl<T: Send> TokenSource for Shared<T> {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+    fn time_out(&self, after: Duration) -> bool {
+        self.core.request_cancel();
+        self.fail(ErrorKind::TimedOut(after))
+    }
+}
+
+impl CancelToken {
+    /// A token that is never cancelled (what code outside any task sees).
+    pub fn never() -> CancelToken {
+        CancelToken { src: None }
+    }
+
+    pub(crate) fn of<T: Send + 'static>(c: &Completer<T>) -> CancelToken {
+        CancelToken {
+            src: Some(c.shared.clone() as Arc<dyn TokenSource>),
+        }
+    }
+
+    /// True once a stop was requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.src
+            .as_ref()
+            .is_some_and(|s| s.core().is_cancel_requested())
+    }
+
+    /// The task this token belongs to, if any.
+    pub fn task_id(&self) -> Option<TaskId> {
+        self.src.as_ref().map(|s| s.core().id)
+    }
+
+    /// The name of the task this token belongs to, if any.
+    pub fn task_name(&self) -> Option<&str> {
+        self.src.as_ref().map(|s| &*s.core().name)
+    }
+
+    pub(crate) fn cancel(&self) {
+        if let Some(s) = &self.src {
+            s.core().request_cancel();
+        }
+    }
+
+    /// Resolves the task as timed out (if still pending) and sets the token.
+    pub(crate) fn time_out(&self, after: Duration) -> bool {
+        self.src.as_ref().is_some_and(|s| s.time_out(after))
+    }
+}
+
+impl fmt::Debug for CancelToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelToken")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+/// The handle to one unit of work, whatever ran it: thread, daemon thread, child process,
+/// command or pool task.
+///
+/// Block on it ([`join`](Handle::join), [`join_timeout`](Handle::join_timeout)), `.await` it
+/// (it is a [`Future`] usable on any executor), poll it ([`is_done`](Handle::is_done)), cancel
+/// it ([`cancel`](Handle::cancel)) or attach a callback ([`on_done`](Handle::on_done)).
+/// Dropping a handle does not stop the work (like `std::thread::JoinHandle`).
+///
+/// # Examples
+///
+/// ```
+/// let h = escala::thread::spawn("adder", || 2 + 2);
+/// assert_eq!(h.name(), "adder");
+/// assert_eq!(h.join().unwrap(), 4);
+/// ```
+#[must_use = "a handle is the only way to see the task's outcome"]
+pub struct Handle<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Handle<T> {
+    /// The task's process-wide id.
+    pub fn id(&self) -> TaskId {
+        self.shared.core.id
+    }
+
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        &self.shared.core.name
+    }
+
+    /// Which kind of unit runs the task.
+    pub fn kind(&self) -> UnitKind {
+        self.shared.core.kind
+    }
+
+    /// The child's pid, for process and command units once started.
+    pub fn pid(&self) -> Option<u32> {
+        match self.shared.core.pid.load(Ordering::Relaxed) {
+            0 => None,
+            p => Some(p),
+        }
+    }
+
+    /// True once the task has an outcome. Never blocks.
+    pub fn is_done(&self) -> bool {
+        self.shared.is_done()
+    }
+
+    /// Blocks until the task has an outcome, and returns it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = escala::thread::spawn("x", || "hello".to_string());
+    /// assert_eq!(h.join().unwrap(), "hello");
+    /// ```
+    pub fn join(self) -> Outcome<T> {
+        self.shared.wait_until(None);
+        self.shared.take()
+    }
+
+    /// Blocks for at most `timeout`. Gives back the outcome, or the handle itself when
+    /// the task is still running, so the caller can wait again or cancel.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let h = escala::thread::spawn("waits", move || rx.recv().is_ok());
+    /// let h = h.join_timeout(Duration::from_millis(10)).unwrap_err(); // still running
+    /// tx.send(()).unwrap();
+    /// assert!(h.join().unwrap());
+    /// ```
+    pub fn join_timeout(self, timeout: Duration) -> Result<Outcome<T>, Handle<T>> {
+        if self.shared.wait_until(Some(Instant::now() + timeout)) {
+            Ok(self.shared.take())
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Blocks for at most `timeout`; returns whether the task is done.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.shared.wait_until(Some(Instant::now() + timeout))
+    }
+
+    /// Blocks until the task is done, without taking its outcome.
+    pub fn wait(&self) {
+        self.shared.wait_until(None);
+    }
+
+    /// Requests cancellation. Returns `true` if the handle resolved as
+    /// [`ErrorKind::Cancelled`] because of this call, `false` if it already had an outcome.
+    ///
+    /// A queued pool task is removed at once. A running thread task sees its
+    /// [`CancelToken`] set and should return soon; its late value is dropped. A process unit
+    /// is stopped: its child gets SIGTERM, then SIGKILL after a grace period.
+    pub fn cancel(&self) -> bool {
+        if self.is_done() {
+            return false;
+        }
+        self.shared.core.request_cancel();
+        self.shared.core.try_discard();
+        let won = self.shared.fail(ErrorKind::Cancelled);
+        if won {
+            if events::enabled() {
+                events::emit(&self.shared.core, EventKind::Cancelled);
+            }
+            let hook = self
+                .shared
+                .core
+                .on_cancel
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
+        won
+    }
+
+    /// Runs `f` with the outcome once the task is done (at once, on this thread, if it
+    /// already is; otherwise on the thread that finishes the task).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let h = escala::thread::spawn("cb", || 7);
+    /// h.on_done(move |out| tx.send(*out.as_ref().unwrap()).unwrap());
+    /// assert_eq!(rx.recv().unwrap(), 7);
+    /// ```
+    pub fn on_done(&self, f: impl FnOnce(&Outcome<T>) + Send + 'static) {
+        self.shared.add_callback(Box::new(f));
+    }
+
+    pub(crate) fn notify_when_done(&self, f: impl FnOnce() + Send + 'static) {
+        self.shared.add_callback(Box::new(move |_| f()));
+    }
+
+    pub(crate) fn peek_is_err(&self) -> bool {
+        self.shared.peek_is_err()
+    }
+
+    pub(crate) fn set_cancel_hook(&self, hook: impl FnOnce() + Send + 'static) {
+        *self
+            .shared
+            .core
+            .on_cancel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(hook));
+    }
+}
+
+impl<T> fmt::Debug for Handle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("kind", &self.kind())
+            .field("done", &self.is_done())
+            .finish()
+    }
+}
+
+impl<T> Future for Handle<T> {
+    type Output = Outcome<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
+        let mut st = self.shared.lock();
+        match std::mem::replace(&mut st.slot, Slot::Taken) {
+            Slot::Done(out) => Poll::Ready(out),
+            Slot::Pending => {
+                st.slot = Slot::Pending;
+                match &st.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => st.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            Slot::Taken => panic!("`Handle` polled after it returned `Poll::Ready`"),
+        }
+    }
+}

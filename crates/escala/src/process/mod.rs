@@ -1,0 +1,392 @@
+//! Process units: a registered task in a re-executed child process, or a command.
+//!
+//! A child is started by re-executing the current binary (`/proc/self/exe`, so it is the
+//! very same file even if it was replaced on disk) — never by `fork` of a threaded parent.
+//! The parent passes one end of a socket pair as the child's stdin; stdout and stderr are
+//! inherited, so the child's prints appear as they would from a thread. `escala::init()` in
+//! the child reads the request frame, checks the build, runs the task and answers with one
+//! reply frame (see `frame.rs`). A watcher thread per unit owns the child: it reads the
+//! reply, reaps the child and resolves the handle; a child that dies without replying
+//! resolves as [`crate::ErrorKind::WorkerLost`] with the signal's name or the exit code.
+//! Children get `PR_SET_PDEATHSIG` (tied to the watcher thread, which lives exactly as long
+//! as the child), so they die with the parent.
+
+pub(crate) mod child;
+mod command;
+pub(crate) mod frame;
+mod slot;
+pub(crate) mod sys;
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+pub use command::Command;
+
+use crate::error::{ErrorKind, ExitReason};
+use crate::events::{self, EventKind};
+use crate::handle::{Completer, Handle, TaskName, UnitKind, pair};
+use crate::runtime::{self, LiveUnit};
+use crate::task::{self, Call, Reply, Task};
+use frame::{FrameKind, Request};
+use slot::ChildSlot;
+
+/// This build's identity: the escala version and the executable's device, inode, size and
+/// modification time. A child refuses a request from a parent of another build.
+pub(crate) fn build_id() -> &'static String {
+    static ID: LazyLock<String> = LazyLock::new(|| {
+        use std::os::unix::fs::MetadataExt;
+        let v = env!("CARGO_PKG_VERSION");
+        match std::fs::metadata("/proc/self/exe") {
+            Ok(m) => format!(
+                "escala-{v}/{}:{}:{}:{}.{}",
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec()
+            ),
+            Err(_) => format!("escala-{v}/unknown"),
+        }
+    });
+    &ID
+}
+
+/// Runs a registered task in a new child process; joined at program exit.
+///
+/// The binary must call [`crate::init`] (or use `#[escala::main]`) first thing in `main`.
+///
+/// # Examples
+///
+/// ```
+/// #[escala::task]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// fn main() {
+///     let _exit = escala::init();
+///     let h = escala::process::spawn(square::call(7));
+///     assert_eq!(h.join().unwrap(), 49);
+/// }
+/// ```
+pub fn spawn<K: Task>(call: Call<K>) -> Handle<K::Output> {
+    Builder::new().spawn(call)
+}
+
+/// Configures a process unit before starting it.
+///
+/// # Examples
+///
+/// ```
+/// #[escala::task]
+/// fn hello(who: String) -> String { format!("hello {who}") }
+///
+/// fn main() {
+///     let _exit = escala::init();
+///     let h = escala::process::Builder::new().name("greeter").spawn(hello::call("ana".into()));
+///     assert_eq!(h.name(), "greeter");
+///     assert_ne!(h.pid(), Some(std::process::id()));
+///     assert_eq!(h.join().unwrap(), "hello ana");
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    name: Option<String>,
+    daemon: bool,
+    grace: Duration,
+    max_frame: usize,
+    stderr_tail: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// A builder with the defaults: named after the task, not a daemon, 1 s stop grace,
+    /// 64 MiB frame limit, stderr inherited.
+    pub fn new() -> Builder {
+        Builder {
+            name: None,
+            daemon: false,
+            grace: Duration::from_secs(1),
+            max_frame: frame::DEFAULT_MAX_FRAME,
+            stderr_tail: 0,
+        }
+    }
+
+    /// Names the unit (default: the task's registered name).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Makes it a daemon process: stopped (TERM, grace, KILL) at exit instead of joined.
+    pub fn daemon(mut self, daemon: bool) -> Builder {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Time between SIGTERM and SIGKILL when the unit is cancelled or stopped at exit.
+    pub fn stop_grace(mut self, grace: Duration) -> Builder {
+        self.grace = grace;
+        self
+    }
+
+    /// Caps the encoded arguments and the encoded result, in bytes (default 64 MiB).
+    pub fn max_frame(mut self, bytes: usize) -> Builder {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Keeps the last `lines` lines of the child's stderr (still passing them through to
+    /// this process's stderr) to report them if the child is lost.
+    pub fn stderr_tail(mut self, lines: usize) -> Builder {
+        self.stderr_tail = lines;
+        self
+    }
+
+    /// Starts the child running `call`.
+    pub fn spawn<K: Task>(self, call: Call<K>) -> Handle<K::Output> {
+        let kind = if self.daemon {
+            UnitKind::DaemonProcess
+        } else {
+            UnitKind::Process
+        };
+        let name = self
+            .name
+            .clone()
+            .map_or(TaskName::Static(K::NAME), TaskName::from);
+        let (handle, completer) = pair::<K::Output>(name, kind);
+        if !runtime::is_initialized() {
+            completer.fail(ErrorKind::Spawn(
+                "process units need `escala::init()` (or #[escala::main]) at the start of main"
+                    .into(),
+            ));
+            return handle;
+        }
+        let args = match task::encode(call.args()) {
+            Ok(a) if a.len() > self.max_frame => {
+                completer.fail(ErrorKind::Codec(format!(
+                    "the arguments are {} bytes, over the limit of {} bytes",
+                    a.len(),
+                    self.max_frame
+                )));
+                return handle;
+            }
+            Ok(a) => a,
+            Err(e) => {
+                completer.fail(ErrorKind::Codec(format!(
+                    "cannot encode the arguments: {e}"
+                )));
+                return handle;
+            }
+        };
+        let req = Request {
+            build: build_id().clone(),
+            task: K::NAME.into(),
+            args,
+            max_reply: self.max_frame as u64,
+        };
+        let decode = |bytes: &[u8]| task::decode::<K::Output>(bytes);
+        self.launch(handle, completer, move |cmd| Job { req, cmd, decode })
+    }
+
+    fn launch<T: Send + 'static, D>(
+        self,
+        handle: Handle<T>,
+        completer: Completer<T>,
+        job: impl FnOnce(std::process::Command) -> Job<D> + Send + 'static,
+    ) -> Handle<T>
+    where
+        D: Fn(&[u8]) -> Result<T, String> + Send + 'static,
+    {
+        let slot = Arc::new(ChildSlot::new());
+        let (ended_tx, ended_rx) = crossbeam_channel::bounded::<()>(0);
+        slot.install_cancel(&handle, ended_rx.clone(), self.grace);
+        runtime::register(LiveUnit {
+            id: handle.id(),
+            name: handle.name().to_string(),
+            kind: handle.kind(),
+            daemon: self.daemon,
+            ended: ended_rx,
+            stop: {
+                let (slot, daemon) = (slot.clone(), self.daemon);
+                Box::new(move || {
+                    if daemon {
+                        slot.signal(nix::sys::signal::Signal::SIGTERM);
+                    }
+                })
+            },
+            force: {
+                let slot = slot.clone();
+                Some(Box::new(move || {
+                    slot.signal(nix::sys::signal::Signal::SIGKILL)
+                }))
+            },
+        });
+        let tail = self.stderr_tail;
+        let watcher = std::thread::Builder::new()
+            .name(format!("escala-watch-{}", handle.id().0))
+            .spawn(move || {
+                let _ended = ended_tx;
+                let mut cmd = std::process::Command::new("/proc/self/exe");
+                if let Some(arg0) = std::env::args_os().next() {
+                    cmd.arg0(arg0);
+                }
+                cmd.env(
+                    sys::CHILD_ENV,
+                    format!("1:{}:{}", std::process::id(), self.max_frame),
+                );
+                watch(completer, &slot, job(cmd), tail, self.max_frame);
+            });
+        if let Err(e) = watcher {
+            // The closure, and with it the completer, is gone: the handle already resolved.
+            tracing::error!("could not start a watcher thread: {e}");
+        }
+        handle
+    }
+}
+
+struct Job<D> {
+    req: Request,
+    cmd: std::process::Command,
+    decode: D,
+}
+
+/// Owns one child from spawn to reap, and resolves its handle.
+fn watch<T, D>(c: Completer<T>, slot: &ChildSlot, job: Job<D>, tail: usize, max: usize)
+where
+    D: Fn(&[u8]) -> Result<T, String>,
+{
+    let Job {
+        req,
+        mut cmd,
+        decode,
+    } = job;
+    let (mut ours, theirs) = match UnixStream::pair() {
+        Ok(p) => p,
+        Err(e) => {
+            c.fail(ErrorKind::Spawn(format!(
+                "cannot create a socket pair: {e}"
+            )));
+            return;
+        }
+    };
+    cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
+    if tail > 0 {
+        cmd.stderr(Stdio::piped());
+    }
+    let mut child = match cmd.spawn() {
+        Ok(ch) => ch,
+        Err(e) => {
+            c.fail(ErrorKind::Spawn(format!(
+                "cannot re-execute this binary: {e}"
+            )));
+            return;
+        }
+    };
+    drop(cmd); // closes our copy of the child's socket end
+    let pid = child.id();
+    c.core().set_pid(pid);
+    let stderr = child.stderr.take().map(|s| tee_stderr(s, tail));
+    slot.put(child);
+    if events::enabled() {
+        events::emit(c.core(), EventKind::Started);
+    }
+    let outcome = exchange(&mut ours, &req, max);
+    sys::wait_exit_no_reap(pid);
+    let status = slot.reap();
+    let lines = stderr
+        .and_then(|t| t.join().ok())
+        .map(Vec::from)
+        .unwrap_or_default();
+    match outcome {
+        Exchange::Reply(reply) => {
+            let _ = match reply {
+                Reply::Ok(bytes) => match decode(&bytes) {
+                    Ok(v) => c.ok(v),
+                    Err(e) => c.fail(ErrorKind::Codec(format!("cannot decode the result: {e}"))),
+                },
+                Reply::Failed(m) => c.fail(ErrorKind::Failed(m)),
+                Reply::Panicked { message, location } => {
+                    c.fail(ErrorKind::Panicked { message, location })
+                }
+                Reply::Codec(m) => c.fail(ErrorKind::Codec(m)),
+                Reply::Refused(m) => c.fail(ErrorKind::Refused(m)),
+            };
+        }
+        Exchange::Broken(msg) => {
+            slot.signal(nix::sys::signal::Signal::SIGKILL);
+            c.fail(ErrorKind::Codec(msg));
+        }
+        Exchange::Lost => {
+            let reason = status.map_or(ExitReason::Code(-1), ExitReason::from_status);
+            if events::enabled() {
+                events::emit(
+                    c.core(),
+                    EventKind::WorkerLost {
+                        reason: reason.to_string(),
+                    },
+                );
+            }
+            c.fail(ErrorKind::WorkerLost {
+                reason,
+                stderr: lines,
+            });
+        }
+    }
+}
+
+enum Exchange {
+    Reply(Reply),
+    Broken(String),
+    Lost,
+}
+
+fn exchange(sock: &mut UnixStream, req: &Request, max: usize) -> Exchange {
+    let bytes = match task::encode(req) {
+        Ok(b) => b,
+        Err(e) => return Exchange::Broken(format!("cannot encode the request: {e}")),
+    };
+    // A child that died at once makes this write fail (EPIPE); its exit status says why.
+    if frame::write_frame(sock, FrameKind::Request, &bytes).is_err() {
+        return Exchange::Lost;
+    }
+    let _ = sock.flush();
+    match frame::read_frame(sock, FrameKind::Reply, max.saturating_add(1024)) {
+        Ok(Some(payload)) => match task::decode::<Reply>(&payload) {
+            Ok(r) => Exchange::Reply(r),
+            Err(e) => Exchange::Broken(format!("cannot decode the child's reply: {e}")),
+        },
+        Ok(None) => Exchange::Lost,
+        Err(frame::FrameError::Io(_)) | Err(frame::FrameError::Truncated) => Exchange::Lost,
+        Err(e) => Exchange::Broken(format!("bad reply frame: {e}")),
+    }
+}
+
+/// Passes the child's stderr through, keeping its last `n` lines.
+fn tee_stderr(
+    src: impl std::io::Read + Send + 'static,
+    n: usize,
+) -> std::thread::JoinHandle<VecDeque<String>> {
+    std::thread::spawn(move || {
+        let mut last = VecDeque::with_capacity(n);
+        let mut out = std::io::stderr();
+        for line in BufReader::new(src).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(out, "{line}");
+            if last.len() == n {
+                last.pop_front();
+            }
+            last.push_back(line);
+        }
+        last
+    })
+}

@@ -1,0 +1,95 @@
+//! [`ChildSlot`]: one child process shared by its watcher, its cancel hook and the exit
+//! policy. The child is reaped only under the slot's lock, so a signal sent through the slot
+//! never reaches a recycled pid.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use nix::sys::signal::Signal;
+
+use super::sys;
+use crate::handle::Handle;
+
+pub(crate) struct ChildSlot {
+    child: Mutex<Slot>,
+}
+
+struct Slot {
+    child: Option<std::process::Child>,
+    status: Option<std::process::ExitStatus>,
+    /// A stop signal asked for before the child existed, sent as soon as it does.
+    early: Option<Signal>,
+}
+
+impl ChildSlot {
+    pub(crate) fn new() -> ChildSlot {
+        ChildSlot {
+            child: Mutex::new(Slot {
+                child: None,
+                status: None,
+                early: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.child.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands the spawned child to the slot (and delivers a stop asked for meanwhile).
+    pub(crate) fn put(&self, child: std::process::Child) {
+        let mut s = self.lock();
+        if let Some(sig) = s.early.take() {
+            sys::signal(child.id(), sig);
+        }
+        s.child = Some(child);
+    }
+
+    /// Sends `sig` to the child if it has not been reaped.
+    pub(crate) fn signal(&self, sig: Signal) {
+        let mut s = self.lock();
+        if s.status.is_some() {
+            return;
+        }
+        match s.child.as_mut() {
+            Some(ch) => match ch.try_wait() {
+                Ok(None) => sys::signal(ch.id(), sig),
+                Ok(Some(st)) => s.status = Some(st),
+                Err(_) => {}
+            },
+            None => s.early = Some(sig),
+        }
+    }
+
+    /// Reaps the child (it has exited) and returns its status.
+    pub(crate) fn reap(&self) -> Option<std::process::ExitStatus> {
+        let mut s = self.lock();
+        if let Some(st) = s.status {
+            return Some(st);
+        }
+        let st = s.child.as_mut().and_then(|ch| ch.wait().ok());
+        s.status = st;
+        st
+    }
+
+    /// Makes `handle.cancel()` stop the child: SIGTERM, then SIGKILL after `grace`.
+    pub(crate) fn install_cancel<T>(
+        self: &std::sync::Arc<Self>,
+        handle: &Handle<T>,
+        ended: Receiver<()>,
+        grace: Duration,
+    ) {
+        let slot = self.clone();
+        handle.set_cancel_hook(move || {
+            slot.signal(Signal::SIGTERM);
+            let _ = std::thread::Builder::new()
+                .name("escala-stop".into())
+                .spawn(move || {
+                    if ended.recv_timeout(grace).is_err_and(|e| e.is_timeout()) {
+                        slot.signal(Signal::SIGKILL);
+                    }
+                });
+        });
+    }
+}

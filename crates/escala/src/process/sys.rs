@@ -1,0 +1,57 @@
+//! The OS-level pieces of process units, and the only `unsafe` in the crate.
+
+use std::os::unix::net::UnixStream;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+/// The environment variable that marks a re-executed child: `1:<parent pid>:<max frame>`.
+pub(crate) const CHILD_ENV: &str = "ESCALA_CHILD";
+
+/// Removes the child marker so that commands the child starts do not inherit it.
+pub(crate) fn forget_child_marker() {
+    // SAFETY: called from `escala::init()`, which runs first in `main` of a freshly exec'd
+    // child: the process has a single thread, so no other thread reads the environment.
+    unsafe { std::env::remove_var(CHILD_ENV) };
+}
+
+/// Makes this process die with its parent, and exits at once if the parent already died.
+pub(crate) fn die_with_parent(parent: i32) {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // The parent may have died before the line above: then we were re-parented.
+    if nix::unistd::getppid() != Pid::from_raw(parent) {
+        std::process::exit(1);
+    }
+}
+
+/// Takes the request socket the parent passed as stdin, and points stdin at /dev/null.
+pub(crate) fn take_request_socket() -> std::io::Result<UnixStream> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let sock = UnixStream::from(fd);
+    // Fails with ENOTSOCK when stdin is not a socket: the marker was set by hand.
+    sock.peer_addr()?;
+    let null = std::fs::File::open("/dev/null")?;
+    nix::unistd::dup2_stdin(&null)?;
+    Ok(sock)
+}
+
+/// Sends `sig` to `pid`, ignoring a process that is already gone.
+pub(crate) fn signal(pid: u32, sig: Signal) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), sig);
+}
+
+/// Blocks until the child exits, without reaping it (so it stays signal-safe to address
+/// by pid until the caller reaps it under its lock).
+pub(crate) fn wait_exit_no_reap(pid: u32) {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    loop {
+        match waitid(
+            Id::Pid(Pid::from_raw(pid as i32)),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return,
+        }
+    }
+}
