@@ -1,0 +1,14 @@
+//! One module per subcommand; each takes its config and calls the library.
+
+mod demo;
+
+use std::process::ExitCode;
+
+use crate::config::Config;
+
+/// Runs the subcommand.
+pub(crate) fn run(config: Config) -> anyhow::Result<ExitCode> {
+    match config {
+        Config::Demo(c) => demo::run(&c),
+    }
+}
