@@ -38,9 +38,7 @@ enum LangArg {
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
     if v.is_finite() && (0.0..=3600.0).contains(&v) {
         Ok(v)
     } else {

@@ -19,11 +19,7 @@ fn stdout(o: &Output) -> String {
 
 /// The table rows: (unit name, kind, where, start seconds, end seconds, outcome).
 fn table(out: &str) -> Vec<(String, String, String, f64, f64, String)> {
-    let secs = |s: &str| {
-        s.trim_end_matches('s')
-            .parse::<f64>()
-            .expect("a time in seconds")
-    };
+    let secs = |s: &str| s.trim_end_matches('s').parse::<f64>().expect("a time in seconds");
     out.lines()
         .skip_while(|l| !l.starts_with("unit "))
         .skip(1)
@@ -34,14 +30,7 @@ fn table(out: &str) -> Vec<(String, String, String, f64, f64, String)> {
             let (kind, rest) = rest.split_at(15);
             let (place, rest) = rest.split_at(23);
             let f: Vec<&str> = rest.split_whitespace().collect();
-            (
-                name.trim().into(),
-                kind.trim().into(),
-                place.trim().into(),
-                secs(f[0]),
-                secs(f[1]),
-                f[2].into(),
-            )
+            (name.trim().into(), kind.trim().into(), place.trim().into(), secs(f[0]), secs(f[1]), f[2].into())
         })
         .collect()
 }
@@ -51,31 +40,14 @@ fn demo_in_spanish_prints_the_seed_lines() {
     let (o, _) = escala(&["demo", "--lang", "es", "--seconds", "0.2"]);
     assert!(o.status.success(), "{o:?}");
     let out = stdout(&o);
-    for unit in [
-        "Hilo 1",
-        "Demonio 1",
-        "Concurrencia 0",
-        "Concurrencia 1",
-        "Concurrencia 2",
-    ] {
+    for unit in ["Hilo 1", "Demonio 1", "Concurrencia 0", "Concurrencia 1", "Concurrencia 2"] {
         for verb in ["iniciado", "finalizado"] {
             let line = format!("Hilo: {unit} {verb}.");
-            assert_eq!(
-                out.lines().filter(|l| *l == line).count(),
-                1,
-                "`{line}` once in:\n{out}"
-            );
+            assert_eq!(out.lines().filter(|l| *l == line).count(), 1, "`{line}` once in:\n{out}");
         }
     }
-    for line in [
-        "Proceso: Proceso 1 iniciado.",
-        "Proceso: Proceso 1 finalizado.",
-    ] {
-        assert_eq!(
-            out.lines().filter(|l| *l == line).count(),
-            1,
-            "`{line}` once in:\n{out}"
-        );
+    for line in ["Proceso: Proceso 1 iniciado.", "Proceso: Proceso 1 finalizado."] {
+        assert_eq!(out.lines().filter(|l| *l == line).count(), 1, "`{line}` once in:\n{out}");
     }
     for i in 0..3 {
         let line = format!("Concurrencia: Concurrencia {i} finalizada.");
@@ -104,31 +76,18 @@ fn demo_table_shows_overlap_and_a_child_pid() {
     // The process unit ran in another pid than escala itself.
     let process = rows.iter().find(|r| r.1 == "process").unwrap();
     assert!(process.2.ends_with("(child)"), "{out}");
-    let child_pid: u32 = process
-        .2
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let child_pid: u32 = process.2.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert_ne!(child_pid, pid);
     assert!(out.contains(&format!("this program is pid {pid}")), "{out}");
     assert!(
-        rows.iter()
-            .filter(|r| r.1 != "process")
-            .all(|r| r.2.starts_with(&format!("pid {pid} "))),
+        rows.iter().filter(|r| r.1 != "process").all(|r| r.2.starts_with(&format!("pid {pid} "))),
         "{out}"
     );
 }
 
 #[test]
 fn bad_arguments_give_one_line_and_exit_2() {
-    for args in [
-        &["demo", "--seconds", "-1"][..],
-        &["demo", "--lang", "fr"],
-        &["no-such-command"],
-        &[],
-    ] {
+    for args in [&["demo", "--seconds", "-1"][..], &["demo", "--lang", "fr"], &["no-such-command"], &[]] {
         let (o, _) = escala(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
         let err = String::from_utf8_lossy(&o.stderr);

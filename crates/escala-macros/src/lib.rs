@@ -4,9 +4,7 @@
 use proc_macro::TokenStream;
 use proc_macro2::Span;
 use quote::{format_ident, quote};
-use syn::{
-    FnArg, GenericArgument, ItemFn, LitStr, PathArguments, ReturnType, Type, parse_macro_input,
-};
+use syn::{FnArg, GenericArgument, ItemFn, LitStr, PathArguments, ReturnType, Type, parse_macro_input};
 
 /// Registers a function as an escala task.
 ///
@@ -38,10 +36,7 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 fn expand_task(func: &ItemFn, name: Option<LitStr>) -> syn::Result<proc_macro2::TokenStream> {
     let sig = &func.sig;
     if !sig.generics.params.is_empty() {
-        return Err(syn::Error::new_spanned(
-            &sig.generics,
-            "an escala task cannot be generic",
-        ));
+        return Err(syn::Error::new_spanned(&sig.generics, "an escala task cannot be generic"));
     }
     if let Some(a) = &sig.asyncness {
         return Err(syn::Error::new_spanned(a, "an escala task cannot be async"));
@@ -52,17 +47,12 @@ fn expand_task(func: &ItemFn, name: Option<LitStr>) -> syn::Result<proc_macro2::
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(r) => {
-                return Err(syn::Error::new_spanned(
-                    r,
-                    "an escala task cannot take `self`",
-                ));
+                return Err(syn::Error::new_spanned(r, "an escala task cannot take `self`"));
             }
             FnArg::Typed(t) => types.push((*t.ty).clone()),
         }
     }
-    let vars: Vec<_> = (0..types.len())
-        .map(|i| format_ident!("__arg{}", i))
-        .collect();
+    let vars: Vec<_> = (0..types.len()).map(|i| format_ident!("__arg{}", i)).collect();
     let args_ty = match types.len() {
         1 => {
             let t = &types[0];

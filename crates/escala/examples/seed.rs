@@ -33,9 +33,8 @@ fn main() {
 
     // Utilizar un pool para concurrencia (Python's default pool has more than 3 workers)
     let executor = escala::ThreadPool::new(3);
-    let futures: Vec<_> = (0..3)
-        .map(|i| executor.submit(move || thread_function(&format!("Concurrencia {i}"))))
-        .collect();
+    let futures: Vec<_> =
+        (0..3).map(|i| executor.submit(move || thread_function(&format!("Concurrencia {i}")))).collect();
     for future in escala::as_completed(futures) {
         println!("Concurrencia: {:?} finalizada.", future.join().unwrap());
     }

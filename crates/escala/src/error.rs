@@ -82,11 +82,7 @@ pub enum ErrorKind {
 }
 
 fn fmt_stderr(lines: &[String]) -> String {
-    if lines.is_empty() {
-        String::new()
-    } else {
-        format!(" (last stderr: {})", lines.join(" | "))
-    }
+    if lines.is_empty() { String::new() } else { format!(" (last stderr: {})", lines.join(" | ")) }
 }
 
 /// How a process ended when it did not report a result.
@@ -135,11 +131,7 @@ impl fmt::Display for ExitReason {
 
 impl TaskError {
     pub(crate) fn new(id: TaskId, name: impl Into<String>, kind: ErrorKind) -> TaskError {
-        TaskError {
-            id,
-            name: name.into(),
-            kind,
-        }
+        TaskError { id, name: name.into(), kind }
     }
 
     /// The id of the task this error belongs to.
@@ -241,10 +233,7 @@ impl ErrorKind {
 }
 
 /// Turns a caught panic payload into [`ErrorKind::Panicked`].
-pub(crate) fn panic_kind(
-    payload: &(dyn std::any::Any + Send),
-    location: Option<String>,
-) -> ErrorKind {
+pub(crate) fn panic_kind(payload: &(dyn std::any::Any + Send), location: Option<String>) -> ErrorKind {
     let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -119,10 +119,7 @@ pub fn subscribe() -> Subscription {
     let _ = *EPOCH;
     let id = NEXT.fetch_add(1, Ordering::Relaxed) as u64;
     let (tx, rx) = crossbeam_channel::unbounded();
-    SUBSCRIBERS
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((id, tx));
+    SUBSCRIBERS.write().unwrap_or_else(|e| e.into_inner()).push((id, tx));
     LISTENERS.fetch_add(1, Ordering::Relaxed);
     Subscription { id, rx }
 }
@@ -136,10 +133,7 @@ impl std::ops::Deref for Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        SUBSCRIBERS
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(id, _)| *id != self.id);
+        SUBSCRIBERS.write().unwrap_or_else(|e| e.into_inner()).retain(|(id, _)| *id != self.id);
         LISTENERS.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -148,9 +142,7 @@ pub(crate) fn emit(core: &Core, kind: EventKind) {
     let pid = core.pid();
     send(Event {
         at: EPOCH.elapsed(),
-        unix_us: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64),
+        unix_us: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64),
         task: core.id,
         name: core.name.to_string(),
         unit: core.kind,
@@ -162,14 +154,8 @@ pub(crate) fn emit(core: &Core, kind: EventKind) {
 
 pub(crate) fn emit_finished(core: &Core, err: Option<&TaskError>) {
     let kind = match err {
-        None => EventKind::Finished {
-            outcome: "ok".into(),
-            error: None,
-        },
-        Some(e) => EventKind::Finished {
-            outcome: e.label().into(),
-            error: Some(e.kind().to_string()),
-        },
+        None => EventKind::Finished { outcome: "ok".into(), error: None },
+        Some(e) => EventKind::Finished { outcome: e.label().into(), error: Some(e.kind().to_string()) },
     };
     emit(core, kind);
 }

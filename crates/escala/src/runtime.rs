@@ -15,10 +15,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use crate::handle::{TaskId, UnitKind};
 
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
-static LIVE: Mutex<Registry> = Mutex::new(Registry {
-    units: Vec::new(),
-    prune_at: 64,
-});
+static LIVE: Mutex<Registry> = Mutex::new(Registry { units: Vec::new(), prune_at: 64 });
 
 struct Registry {
     units: Vec<LiveUnit>,
@@ -72,10 +69,7 @@ pub(crate) fn is_initialized() -> bool {
 pub fn init() -> ExitGuard {
     crate::process::child::run_if_child();
     INITIALIZED.store(true, Ordering::Release);
-    ExitGuard {
-        grace: Duration::from_secs(1),
-        done: false,
-    }
+    ExitGuard { grace: Duration::from_secs(1), done: false }
 }
 
 /// Applies the exit policy when dropped (or on [`ExitGuard::shutdown`]).
@@ -124,16 +118,10 @@ impl Drop for ExitGuard {
     fn drop(&mut self) {
         let report = self.run();
         for name in &report.killed {
-            eprintln!(
-                "escala: daemon {name} did not stop within {:?}; killed",
-                self.grace
-            );
+            eprintln!("escala: daemon {name} did not stop within {:?}; killed", self.grace);
         }
         for name in &report.abandoned {
-            eprintln!(
-                "escala: daemon {name} still running after {:?}; abandoned at exit",
-                self.grace
-            );
+            eprintln!("escala: daemon {name} still running after {:?}; abandoned at exit", self.grace);
         }
     }
 }
@@ -144,10 +132,8 @@ fn label(u: &LiveUnit) -> String {
 
 fn shutdown_units(grace: Duration) -> ExitReport {
     let units = std::mem::take(&mut LIVE.lock().unwrap_or_else(|e| e.into_inner()).units);
-    let (daemons, others): (Vec<_>, Vec<_>) = units
-        .into_iter()
-        .filter(|u| !has_ended(&u.ended))
-        .partition(|u| u.daemon);
+    let (daemons, others): (Vec<_>, Vec<_>) =
+        units.into_iter().filter(|u| !has_ended(&u.ended)).partition(|u| u.daemon);
     let mut report = ExitReport::default();
     // Non-daemon units first, while daemons keep serving them (Python's order).
     for u in others {
@@ -155,12 +141,7 @@ fn shutdown_units(grace: Duration) -> ExitReport {
         let _ = u.ended.recv();
     }
     // Units started while joining (a thread may start another) are joined too.
-    if !LIVE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .units
-        .is_empty()
-    {
+    if !LIVE.lock().unwrap_or_else(|e| e.into_inner()).units.is_empty() {
         let more = shutdown_units(grace);
         report.joined.extend(more.joined);
         report.stopped.extend(more.stopped);

@@ -63,9 +63,7 @@ impl<K: Task> Call<K> {
 
 impl<K: Task> std::fmt::Debug for Call<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Call")
-            .field("task", &K::NAME)
-            .finish_non_exhaustive()
+        f.debug_struct("Call").field("task", &K::NAME).finish_non_exhaustive()
     }
 }
 
@@ -74,10 +72,7 @@ impl<K: Task> std::fmt::Debug for Call<K> {
 pub(crate) enum Reply {
     Ok(Vec<u8>),
     Failed(String),
-    Panicked {
-        message: String,
-        location: Option<String>,
-    },
+    Panicked { message: String, location: Option<String> },
     Codec(String),
     Refused(String),
 }
@@ -92,10 +87,7 @@ pub struct Registration {
 impl Registration {
     #[doc(hidden)]
     pub const fn new<K: Task>() -> Registration {
-        Registration {
-            name: K::NAME,
-            invoke: invoke::<K>,
-        }
+        Registration { name: K::NAME, invoke: invoke::<K> }
     }
 }
 
@@ -103,9 +95,7 @@ inventory::collect!(Registration);
 
 /// Finds a registered task by name.
 pub(crate) fn lookup(name: &str) -> Option<&'static Registration> {
-    inventory::iter::<Registration>
-        .into_iter()
-        .find(|r| r.name == name)
+    inventory::iter::<Registration>.into_iter().find(|r| r.name == name)
 }
 
 /// The names of every task registered in this binary, sorted.
@@ -119,10 +109,7 @@ pub(crate) fn lookup(name: &str) -> Option<&'static Registration> {
 /// assert!(escala::registered_tasks().iter().any(|n| n.ends_with("ping")));
 /// ```
 pub fn registered_tasks() -> Vec<&'static str> {
-    let mut v: Vec<_> = inventory::iter::<Registration>
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
+    let mut v: Vec<_> = inventory::iter::<Registration>.into_iter().map(|r| r.name).collect();
     v.sort_unstable();
     v
 }
@@ -148,9 +135,7 @@ fn invoke<K: Task>(args: &[u8]) -> Reply {
             Err(e) => Reply::Codec(format!("cannot encode the result of `{}`: {e}", K::NAME)),
         },
         Ok(Err(msg)) => Reply::Failed(msg),
-        Err(crate::ErrorKind::Panicked { message, location }) => {
-            Reply::Panicked { message, location }
-        }
+        Err(crate::ErrorKind::Panicked { message, location }) => Reply::Panicked { message, location },
         Err(other) => Reply::Failed(other.to_string()),
     }
 }

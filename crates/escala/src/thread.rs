@@ -63,11 +63,7 @@ pub struct Builder {
 impl Builder {
     /// A builder for a thread named `name`.
     pub fn new(name: impl Into<String>) -> Builder {
-        Builder {
-            name: name.into(),
-            daemon: false,
-            stack_size: None,
-        }
+        Builder { name: name.into(), daemon: false, stack_size: None }
     }
 
     /// Makes it a daemon thread (not joined at exit; asked to stop).
@@ -140,15 +136,8 @@ impl Builder {
         self.spawn_fallible(move || K::run(call.into_args()))
     }
 
-    fn start<T: Send + 'static>(
-        self,
-        body: impl FnOnce(Completer<T>) + Send + 'static,
-    ) -> Handle<T> {
-        let kind = if self.daemon {
-            UnitKind::DaemonThread
-        } else {
-            UnitKind::Thread
-        };
+    fn start<T: Send + 'static>(self, body: impl FnOnce(Completer<T>) + Send + 'static) -> Handle<T> {
+        let kind = if self.daemon { UnitKind::DaemonThread } else { UnitKind::Thread };
         let (handle, completer) = pair::<T>(TaskName::from(self.name.clone()), kind);
         let token = CancelToken::of(&completer);
         let (ended_tx, ended_rx) = crossbeam_channel::bounded::<()>(0);

@@ -22,9 +22,7 @@ fn install_hook() {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let loc = info
-                .location()
-                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            let loc = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
             PANIC_LOCATION.with(|c| c.set(loc));
             previous(info);
         }));
@@ -43,9 +41,7 @@ fn install_hook() {
 /// assert!(!escala::current().is_cancelled());
 /// ```
 pub fn current() -> CancelToken {
-    CURRENT
-        .with(|c| c.borrow().clone())
-        .unwrap_or_else(CancelToken::never)
+    CURRENT.with(|c| c.borrow().clone()).unwrap_or_else(CancelToken::never)
 }
 
 /// Runs `f` as the current task with `token`, catching a panic.

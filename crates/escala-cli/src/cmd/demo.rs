@@ -19,17 +19,9 @@ use crate::config::{DemoConfig, Lang};
 /// The seed's `process_function`, run in a child process.
 #[escala::task(name = "escala.demo.process_function")]
 fn process_function(name: String, seconds: f64, spanish: bool) -> String {
-    say(&if spanish {
-        format!("Proceso: {name} iniciado.")
-    } else {
-        format!("Process: {name} started.")
-    });
+    say(&if spanish { format!("Proceso: {name} iniciado.") } else { format!("Process: {name} started.") });
     std::thread::sleep(Duration::from_secs_f64(seconds));
-    say(&if spanish {
-        format!("Proceso: {name} finalizado.")
-    } else {
-        format!("Process: {name} finished.")
-    });
+    say(&if spanish { format!("Proceso: {name} finalizado.") } else { format!("Process: {name} finished.") });
     name
 }
 
@@ -57,19 +49,14 @@ pub(crate) fn run(c: &DemoConfig) -> anyhow::Result<ExitCode> {
     let log = events::subscribe();
     let t0 = Instant::now();
 
-    let thread = escala::thread::spawn("Hilo 1", move || {
-        thread_function("Hilo 1".into(), secs, lang)
-    });
-    let process = escala::process::Builder::new()
-        .name("Proceso 1")
-        .spawn(process_function::call(
-            "Proceso 1".into(),
-            secs,
-            lang == Lang::Es,
-        ));
-    let daemon = escala::thread::spawn_daemon("Demonio 1", move || {
-        thread_function("Demonio 1".into(), secs, lang)
-    });
+    let thread = escala::thread::spawn("Hilo 1", move || thread_function("Hilo 1".into(), secs, lang));
+    let process = escala::process::Builder::new().name("Proceso 1").spawn(process_function::call(
+        "Proceso 1".into(),
+        secs,
+        lang == Lang::Es,
+    ));
+    let daemon =
+        escala::thread::spawn_daemon("Demonio 1", move || thread_function("Demonio 1".into(), secs, lang));
 
     let pool = ThreadPool::builder().size(3).name("concurrencia").build();
     let futures: Vec<Handle<String>> = (0..3)
@@ -93,11 +80,7 @@ pub(crate) fn run(c: &DemoConfig) -> anyhow::Result<ExitCode> {
 
     // The seed leaves the rest to interpreter exit; the table needs their outcomes now.
     let limit = Duration::from_secs_f64(secs) + Duration::from_secs(30);
-    let (done, pending) = escala::wait(
-        [thread, process, daemon],
-        WaitFor::AllCompleted,
-        Some(limit),
-    );
+    let (done, pending) = escala::wait([thread, process, daemon], WaitFor::AllCompleted, Some(limit));
     let wall = t0.elapsed();
     failures += pending.len();
     let mut process_pid = None;
@@ -111,11 +94,7 @@ pub(crate) fn run(c: &DemoConfig) -> anyhow::Result<ExitCode> {
         }
     }
     print_table(&log.try_iter().collect::<Vec<_>>(), wall, process_pid)?;
-    Ok(if failures == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 #[derive(Default)]
@@ -129,11 +108,7 @@ struct Row {
     outcome: String,
 }
 
-fn print_table(
-    log: &[events::Event],
-    wall: Duration,
-    process_pid: Option<u32>,
-) -> anyhow::Result<()> {
+fn print_table(log: &[events::Event], wall: Duration, process_pid: Option<u32>) -> anyhow::Result<()> {
     let mut rows: BTreeMap<TaskId, Row> = BTreeMap::new();
     let origin = log.iter().map(|e| e.at).min().unwrap_or_default();
     for e in log {
@@ -168,8 +143,7 @@ fn print_table(
         } else {
             format!("pid {} tid {}", r.pid, r.tid)
         };
-        let secs =
-            |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.3}s", d.as_secs_f64()));
+        let secs = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.3}s", d.as_secs_f64()));
         if let (Some(s), Some(e)) = (r.start, r.end) {
             busy += e.saturating_sub(s);
         }
@@ -193,10 +167,7 @@ fn print_table(
         wall.as_secs_f64()
     )?;
     if let Some(pid) = process_pid {
-        writeln!(
-            out,
-            "Proceso 1 ran in child pid {pid}; this program is pid {me}."
-        )?;
+        writeln!(out, "Proceso 1 ran in child pid {pid}; this program is pid {me}.")?;
     }
     Ok(())
 }

@@ -20,9 +20,7 @@ use crate::error::{ErrorKind, Outcome, TaskError};
 use crate::events::{self, EventKind};
 
 /// A process-wide unique task id.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct TaskId(pub u64);
 
 impl TaskId {
@@ -141,21 +139,15 @@ impl Core {
     }
     /// Moves a queued task to running; false if it was discarded (cancelled) first.
     pub(crate) fn try_start(&self) -> bool {
-        self.phase
-            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.phase.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
     /// Puts a running task back to queued (for a retry).
     pub(crate) fn requeue(&self) {
-        let _ = self
-            .phase
-            .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self.phase.compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire);
     }
     /// Marks a queued task as discarded; true if it had not started.
     pub(crate) fn try_discard(&self) -> bool {
-        self.phase
-            .compare_exchange(0, 2, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.phase.compare_exchange(0, 2, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
     pub(crate) fn pid(&self) -> u32 {
         self.pid.load(Ordering::Relaxed)
@@ -249,10 +241,7 @@ impl<T> Shared<T> {
                         st.sleepers -= 1;
                         return false;
                     }
-                    self.cond
-                        .wait_timeout(st, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
+                    self.cond.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0
                 }
             };
             st.sleepers -= 1;
@@ -283,20 +272,10 @@ pub(crate) fn pair<T>(name: TaskName, kind: UnitKind) -> (Handle<T>, Completer<T
             pid: AtomicU32::new(0),
             on_cancel: Mutex::new(None),
         },
-        state: Mutex::new(State {
-            slot: Slot::Pending,
-            waker: None,
-            callbacks: Vec::new(),
-            sleepers: 0,
-        }),
+        state: Mutex::new(State { slot: Slot::Pending, waker: None, callbacks: Vec::new(), sleepers: 0 }),
         cond: Condvar::new(),
     });
-    (
-        Handle {
-            shared: shared.clone(),
-        },
-        Completer { shared },
-    )
+    (Handle { shared: shared.clone() }, Completer { shared })
 }
 
 /// The producer side of a handle: the unit writes its one outcome through it.
@@ -392,16 +371,12 @@ impl CancelToken {
     }
 
     pub(crate) fn of<T: Send + 'static>(c: &Completer<T>) -> CancelToken {
-        CancelToken {
-            src: Some(c.shared.clone() as Arc<dyn TokenSource>),
-        }
+        CancelToken { src: Some(c.shared.clone() as Arc<dyn TokenSource>) }
     }
 
     /// True once a stop was requested.
     pub fn is_cancelled(&self) -> bool {
-        self.src
-            .as_ref()
-            .is_some_and(|s| s.core().is_cancel_requested())
+        self.src.as_ref().is_some_and(|s| s.core().is_cancel_requested())
     }
 
     /// The task this token belongs to, if any.
@@ -428,9 +403,7 @@ impl CancelToken {
 
 impl fmt::Debug for CancelToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CancelToken")
-            .field("cancelled", &self.is_cancelled())
-            .finish()
+        f.debug_struct("CancelToken").field("cancelled", &self.is_cancelled()).finish()
     }
 }
 
@@ -544,13 +517,7 @@ impl<T> Handle<T> {
             if events::enabled() {
                 events::emit(&self.shared.core, EventKind::Cancelled);
             }
-            let hook = self
-                .shared
-                .core
-                .on_cancel
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
+            let hook = self.shared.core.on_cancel.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(hook) = hook {
                 hook();
             }
@@ -582,12 +549,7 @@ impl<T> Handle<T> {
     }
 
     pub(crate) fn set_cancel_hook(&self, hook: impl FnOnce() + Send + 'static) {
-        *self
-            .shared
-            .core
-            .on_cancel
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(hook));
+        *self.shared.core.on_cancel.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(hook));
     }
 }
 

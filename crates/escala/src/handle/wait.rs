@@ -18,9 +18,7 @@ pub struct AsCompleted<T> {
     timed_out: bool,
 }
 
-fn watch<T>(
-    handles: impl IntoIterator<Item = Handle<T>>,
-) -> (Vec<Option<Handle<T>>>, Receiver<usize>) {
+fn watch<T>(handles: impl IntoIterator<Item = Handle<T>>) -> (Vec<Option<Handle<T>>>, Receiver<usize>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let slots: Vec<Option<Handle<T>>> = handles
         .into_iter()
@@ -55,13 +53,7 @@ fn watch<T>(
 pub fn as_completed<T>(handles: impl IntoIterator<Item = Handle<T>>) -> AsCompleted<T> {
     let (slots, rx) = watch(handles);
     let remaining = slots.len();
-    AsCompleted {
-        slots,
-        rx,
-        remaining,
-        deadline: None,
-        timed_out: false,
-    }
+    AsCompleted { slots, rx, remaining, deadline: None, timed_out: false }
 }
 
 impl<T> AsCompleted<T> {
@@ -146,9 +138,7 @@ pub fn wait<T>(
     let mut count = 0;
     let satisfied = |idx: usize, count: usize, slots: &[Option<Handle<T>>]| match until {
         WaitFor::FirstCompleted => true,
-        WaitFor::FirstError => {
-            count == total || slots[idx].as_ref().is_some_and(|h| h.peek_is_err())
-        }
+        WaitFor::FirstError => count == total || slots[idx].as_ref().is_some_and(|h| h.peek_is_err()),
         WaitFor::AllCompleted => count == total,
     };
     let mut done_now = total == 0;
@@ -166,11 +156,7 @@ pub fn wait<T>(
     for (h, f) in slots.into_iter().zip(finished) {
         let h = h.expect("every slot is filled until split");
         // A handle may finish between the last receive and this split: count it as done.
-        if f || h.is_done() {
-            done.push(h)
-        } else {
-            pending.push(h)
-        }
+        if f || h.is_done() { done.push(h) } else { pending.push(h) }
     }
     (done, pending)
 }

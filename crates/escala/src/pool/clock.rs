@@ -103,11 +103,7 @@ impl Clock {
         let mut st = self.lock();
         st.seq += 1;
         let seq = st.seq;
-        st.delayed.push(Reverse(Delayed {
-            at: Instant::now() + delay,
-            seq,
-            job,
-        }));
+        st.delayed.push(Reverse(Delayed { at: Instant::now() + delay, seq, job }));
         drop(st);
         self.inner.cond.notify_one();
     }
@@ -124,11 +120,7 @@ fn run(inner: &Inner) {
     loop {
         let now = Instant::now();
         let mut due: Vec<Job> = Vec::new();
-        while st
-            .delayed
-            .peek()
-            .is_some_and(|d| st.closed || d.0.at <= now)
-        {
+        while st.delayed.peek().is_some_and(|d| st.closed || d.0.at <= now) {
             due.push(st.delayed.pop().expect("peeked").0.job);
         }
         let mut expired = Vec::new();
@@ -151,13 +143,8 @@ fn run(inner: &Inner) {
         if st.closed && st.delayed.is_empty() {
             return;
         }
-        let next = st
-            .armed
-            .iter()
-            .flatten()
-            .map(|(at, _, _)| *at)
-            .chain(st.delayed.peek().map(|d| d.0.at))
-            .min();
+        let next =
+            st.armed.iter().flatten().map(|(at, _, _)| *at).chain(st.delayed.peek().map(|d| d.0.at)).min();
         st = match next {
             Some(at) => {
                 inner

@@ -20,12 +20,7 @@ pub struct Map<I, S, T> {
 
 impl<I, S, T> Map<I, S, T> {
     pub(crate) fn new(input: I, submit: S, window: usize) -> Self {
-        Map {
-            input,
-            submit,
-            window: window.max(1),
-            inflight: VecDeque::new(),
-        }
+        Map { input, submit, window: window.max(1), inflight: VecDeque::new() }
     }
 }
 

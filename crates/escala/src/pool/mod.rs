@@ -43,22 +43,14 @@ pub struct Shutdown {
 
 impl Default for Shutdown {
     fn default() -> Self {
-        Shutdown {
-            wait: true,
-            cancel_pending: false,
-            timeout: None,
-        }
+        Shutdown { wait: true, cancel_pending: false, timeout: None }
     }
 }
 
 impl Shutdown {
     /// Cancel what is queued, then wait at most `timeout` for running tasks.
     pub fn now(timeout: Duration) -> Shutdown {
-        Shutdown {
-            wait: true,
-            cancel_pending: true,
-            timeout: Some(timeout),
-        }
+        Shutdown { wait: true, cancel_pending: true, timeout: Some(timeout) }
     }
 }
 
@@ -101,11 +93,7 @@ pub trait Executor {
         I: IntoIterator<Item = Call<K>>,
         Self: Sized,
     {
-        Map::new(
-            calls.into_iter(),
-            move |c| self.submit_task(c),
-            self.map_window(),
-        )
+        Map::new(calls.into_iter(), move |c| self.submit_task(c), self.map_window())
     }
 
     /// Like [`map_tasks`](Executor::map_tasks), yielding outcomes as tasks finish.
@@ -118,10 +106,6 @@ pub trait Executor {
         I: IntoIterator<Item = Call<K>>,
         Self: Sized,
     {
-        MapUnordered::new(
-            calls.into_iter(),
-            move |c| self.submit_task(c),
-            self.map_window(),
-        )
+        MapUnordered::new(calls.into_iter(), move |c| self.submit_task(c), self.map_window())
     }
 }

@@ -101,9 +101,7 @@ impl RetryPolicy {
         attempt < self.attempts
             && match kind {
                 ErrorKind::Panicked { .. } => self.on_panic,
-                ErrorKind::Failed(_) | ErrorKind::Exited(_) | ErrorKind::WorkerLost { .. } => {
-                    self.on_failure
-                }
+                ErrorKind::Failed(_) | ErrorKind::Exited(_) | ErrorKind::WorkerLost { .. } => self.on_failure,
                 ErrorKind::TimedOut(_) => self.on_timeout,
                 _ => false,
             }
@@ -111,15 +109,9 @@ impl RetryPolicy {
 
     /// The delay before run number `attempt + 1`.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .multiplier
-            .powi(attempt.saturating_sub(1).min(64) as i32);
+        let exp = self.multiplier.powi(attempt.saturating_sub(1).min(64) as i32);
         let d = self.initial.mul_f64(exp.min(1e9)).min(self.max);
-        if self.jitter {
-            d.mul_f64(fastrand::f64())
-        } else {
-            d
-        }
+        if self.jitter { d.mul_f64(fastrand::f64()) } else { d }
     }
 }
 
@@ -138,8 +130,7 @@ mod tests {
 
     #[test]
     fn jitter_stays_below_the_computed_delay() {
-        let p =
-            RetryPolicy::attempts(10).backoff(Duration::from_millis(100), Duration::from_secs(1));
+        let p = RetryPolicy::attempts(10).backoff(Duration::from_millis(100), Duration::from_secs(1));
         for _ in 0..100 {
             assert!(p.delay(2) <= Duration::from_millis(200));
         }
@@ -152,10 +143,6 @@ mod tests {
         assert!(!p.should_retry(&ErrorKind::Failed("x".into()), 2));
         assert!(!p.should_retry(&ErrorKind::Cancelled, 1));
         assert!(!p.should_retry(&ErrorKind::TimedOut(Duration::ZERO), 1));
-        assert!(
-            p.clone()
-                .retry_on(false, false, true)
-                .should_retry(&ErrorKind::TimedOut(Duration::ZERO), 1)
-        );
+        assert!(p.clone().retry_on(false, false, true).should_retry(&ErrorKind::TimedOut(Duration::ZERO), 1));
     }
 }

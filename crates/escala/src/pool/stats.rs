@@ -121,12 +121,8 @@ pub(crate) fn summarize<'a>(workers: impl Iterator<Item = &'a WorkerStats>, out:
         Duration::ZERO
     };
     let max = hist.iter().rposition(|n| *n > 0).map_or(0, bucket_floor);
-    out.latency = Percentiles {
-        p50: pick(0.5),
-        p90: pick(0.9),
-        p99: pick(0.99),
-        max: Duration::from_nanos(max),
-    };
+    out.latency =
+        Percentiles { p50: pick(0.5), p90: pick(0.9), p99: pick(0.99), max: Duration::from_nanos(max) };
 }
 
 #[cfg(test)]
@@ -141,10 +137,7 @@ mod tests {
             assert!(b >= last);
             last = b;
             let floor = bucket_floor(b);
-            assert!(
-                floor <= ns && (ns - floor) as f64 <= ns as f64 * 0.25,
-                "{ns} -> {floor}"
-            );
+            assert!(floor <= ns && (ns - floor) as f64 <= ns as f64 * 0.25, "{ns} -> {floor}");
         }
     }
 
@@ -156,8 +149,7 @@ mod tests {
         }
         let mut s = Stats::default();
         summarize(std::iter::once(&w), &mut s);
-        let near =
-            |d: Duration, us: u64| (d.as_micros() as i64 - us as i64).unsigned_abs() <= us / 4 + 1;
+        let near = |d: Duration, us: u64| (d.as_micros() as i64 - us as i64).unsigned_abs() <= us / 4 + 1;
         assert!(near(s.latency.p50, 50), "{:?}", s.latency);
         assert!(near(s.latency.p99, 99), "{:?}", s.latency);
         assert_eq!(s.busy, Duration::from_micros(5050));

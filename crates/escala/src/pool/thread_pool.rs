@@ -187,9 +187,7 @@ impl ThreadPoolBuilder {
             rejected: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             retried: AtomicU64::new(0),
-            workers: (0..size)
-                .map(|_| CachePadded::new(WorkerStats::new()))
-                .collect(),
+            workers: (0..size).map(|_| CachePadded::new(WorkerStats::new())).collect(),
             timeout: self.timeout,
             retry: self.retry,
             clock: Clock::new(size, name.to_string()),
@@ -204,8 +202,7 @@ impl ThreadPoolBuilder {
             if let Some(s) = self.stack_size {
                 b = b.stack_size(s);
             }
-            b.spawn(move || worker_main(pool, index, init))
-                .expect("cannot start a pool worker thread");
+            b.spawn(move || worker_main(pool, index, init)).expect("cannot start a pool worker thread");
         }
         ThreadPool { shared }
     }
@@ -219,17 +216,10 @@ fn worker_main(pool: Arc<PoolShared>, index: usize, init: Option<Init>) {
     IN_POOL.with(|p| p.set(Arc::as_ptr(&pool) as usize));
     if let Some(init) = init {
         if let Err(k) = run_task(CancelToken::never(), || init(index)) {
-            eprintln!(
-                "escala: pool `{}` worker {index}: initializer {k}",
-                pool.name
-            );
+            eprintln!("escala: pool `{}` worker {index}: initializer {k}", pool.name);
         }
     }
-    let w = Worker {
-        index,
-        stats: &pool.workers[index],
-        pool: &pool,
-    };
+    let w = Worker { index, stats: &pool.workers[index], pool: &pool };
     while let Ok(job) = pool.rx.recv() {
         if pool.blocked.load(Ordering::Relaxed) > 0 {
             let _g = pool.space_lock.lock();
@@ -296,9 +286,7 @@ impl PoolShared {
             .iter()
             .map(|w| w.started.load(Ordering::Relaxed) + w.discarded.load(Ordering::Relaxed))
             .sum();
-        self.submitted
-            .load(Ordering::Relaxed)
-            .saturating_sub(popped)
+        self.submitted.load(Ordering::Relaxed).saturating_sub(popped)
     }
 
     /// Sends a job; gives it back if the pool is shut down.
@@ -359,9 +347,7 @@ impl ThreadPool {
             QueuePolicy::Block => {
                 p.blocked.fetch_add(1, Ordering::SeqCst);
                 let mut g = p.space_lock.lock().unwrap_or_else(|e| e.into_inner());
-                while p.queued() >= cap as u64
-                    && p.tx.read().unwrap_or_else(|e| e.into_inner()).is_some()
-                {
+                while p.queued() >= cap as u64 && p.tx.read().unwrap_or_else(|e| e.into_inner()).is_some() {
                     g = p
                         .space
                         .wait_timeout(g, Duration::from_millis(50))
@@ -392,11 +378,7 @@ impl ThreadPool {
             Admit::RunHere => {
                 // Runs on the caller's thread, counted on worker 0's books.
                 self.shared.submitted.fetch_add(1, Ordering::Relaxed);
-                let w = Worker {
-                    index: 0,
-                    stats: &self.shared.workers[0],
-                    pool: &self.shared,
-                };
+                let w = Worker { index: 0, stats: &self.shared.workers[0], pool: &self.shared };
                 body(&w, c);
                 return handle;
             }
@@ -483,9 +465,7 @@ impl ThreadPool {
         F: FnMut() -> Result<T, E> + Send + 'static,
     {
         let retry = self.shared.retry.clone();
-        self.enqueue(TaskName::Shared(self.shared.name.clone()), move |w, c| {
-            attempt(w, c, f, 1, retry)
-        })
+        self.enqueue(TaskName::Shared(self.shared.name.clone()), move |w, c| attempt(w, c, f, 1, retry))
     }
 
     /// Like [`submit`](Self::submit), but gives the closure back when the pool refuses it
@@ -516,11 +496,7 @@ impl ThreadPool {
     /// let v: Vec<u64> = pool.map(|x: u64| x * 2, 1..=4).map(Result::unwrap).collect();
     /// assert_eq!(v, vec![2, 4, 6, 8]);
     /// ```
-    pub fn map<I, F, T>(
-        &self,
-        f: F,
-        items: I,
-    ) -> Map<I::IntoIter, impl FnMut(I::Item) -> Handle<T> + '_, T>
+    pub fn map<I, F, T>(&self, f: F, items: I) -> Map<I::IntoIter, impl FnMut(I::Item) -> Handle<T> + '_, T>
     where
         I: IntoIterator,
         I::Item: Send + 'static,
@@ -595,13 +571,7 @@ where
     let delay = retry.delay(n);
     w.pool.retried.fetch_add(1, Ordering::Relaxed);
     if events::enabled() {
-        events::emit(
-            c.core(),
-            EventKind::Retried {
-                attempt: n + 1,
-                delay_ms: delay.as_millis() as u64,
-            },
-        );
+        events::emit(c.core(), EventKind::Retried { attempt: n + 1, delay_ms: delay.as_millis() as u64 });
     }
     c.core().requeue();
     w.pool.submitted.fetch_add(1, Ordering::Relaxed);
@@ -638,9 +608,7 @@ impl<F> Rejected<F> {
 
 impl<F> std::fmt::Debug for Rejected<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rejected")
-            .field("reason", &self.reason)
-            .finish_non_exhaustive()
+        f.debug_struct("Rejected").field("reason", &self.reason).finish_non_exhaustive()
     }
 }
 
@@ -677,9 +645,7 @@ impl Executor for ThreadPool {
             Ok(b) => b,
             Err(e) => {
                 let (h, c) = pair(name, UnitKind::PoolTask);
-                c.fail(ErrorKind::Codec(format!(
-                    "cannot encode the arguments: {e}"
-                )));
+                c.fail(ErrorKind::Codec(format!("cannot encode the arguments: {e}")));
                 return h;
             }
         };
@@ -714,10 +680,7 @@ impl Executor for ThreadPool {
                         if now >= d {
                             break;
                         }
-                        p.ended
-                            .wait_timeout(live, d - now)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0
+                        p.ended.wait_timeout(live, d - now).unwrap_or_else(|e| e.into_inner()).0
                     }
                 };
             }
@@ -766,9 +729,6 @@ impl Drop for ThreadPool {
 
 impl std::fmt::Debug for ThreadPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ThreadPool")
-            .field("name", &self.shared.name)
-            .field("size", &self.size())
-            .finish()
+        f.debug_struct("ThreadPool").field("name", &self.shared.name).field("size", &self.size()).finish()
     }
 }

@@ -19,9 +19,7 @@ pub(crate) fn run_if_child() {
     let marker = marker.to_string_lossy().into_owned();
     let mut parts = marker.split(':');
     let (Some("1"), Some(ppid), Some(max)) = (parts.next(), parts.next(), parts.next()) else {
-        fatal(&format!(
-            "{CHILD_ENV}={marker:?} is not a marker this build understands"
-        ));
+        fatal(&format!("{CHILD_ENV}={marker:?} is not a marker this build understands"));
     };
     let (Ok(ppid), Ok(max)) = (ppid.parse::<i32>(), max.parse::<usize>()) else {
         fatal(&format!("{CHILD_ENV}={marker:?} is malformed"));
@@ -29,9 +27,7 @@ pub(crate) fn run_if_child() {
     sys::die_with_parent(ppid);
     let mut sock = match sys::take_request_socket() {
         Ok(s) => s,
-        Err(e) => fatal(&format!(
-            "{CHILD_ENV} is set but stdin is not an escala socket ({e})"
-        )),
+        Err(e) => fatal(&format!("{CHILD_ENV} is set but stdin is not an escala socket ({e})")),
     };
     let reply = match frame::read_frame(&mut sock, FrameKind::Request, max) {
         Ok(Some(bytes)) => match task::decode::<Request>(&bytes) {
@@ -64,10 +60,7 @@ pub(crate) fn serve(req: &Request) -> Reply {
     }
     let Some(reg) = task::lookup(&req.task) else {
         let known = task::registered_tasks().join(", ");
-        return Reply::Refused(format!(
-            "unknown task `{}`; this binary registers: [{known}]",
-            req.task
-        ));
+        return Reply::Refused(format!("unknown task `{}`; this binary registers: [{known}]", req.task));
     };
     match (reg.invoke)(&req.args) {
         Reply::Ok(bytes) if bytes.len() as u64 > req.max_reply => Reply::Codec(format!(

@@ -92,17 +92,8 @@ impl Command {
 
     /// Starts the command.
     pub fn spawn(self) -> Handle<()> {
-        let Command {
-            mut inner,
-            name,
-            daemon,
-            grace,
-        } = self;
-        let kind = if daemon {
-            UnitKind::DaemonProcess
-        } else {
-            UnitKind::Command
-        };
+        let Command { mut inner, name, daemon, grace } = self;
+        let kind = if daemon { UnitKind::DaemonProcess } else { UnitKind::Command };
         let (handle, c) = pair::<()>(TaskName::from(name.clone()), kind);
         let slot = Arc::new(ChildSlot::new());
         let (ended_tx, ended_rx) = crossbeam_channel::bounded::<()>(0);
@@ -126,9 +117,8 @@ impl Command {
                 Some(Box::new(move || slot.signal(Signal::SIGKILL)))
             },
         });
-        let watcher = std::thread::Builder::new()
-            .name(format!("escala-cmd-{}", handle.id().0))
-            .spawn(move || {
+        let watcher =
+            std::thread::Builder::new().name(format!("escala-cmd-{}", handle.id().0)).spawn(move || {
                 let _ended = ended_tx;
                 let child = match inner.spawn() {
                     Ok(ch) => ch,
@@ -156,10 +146,7 @@ impl Command {
                     }
                     other => {
                         let reason = other.unwrap_or(ExitReason::Code(-1));
-                        c.fail(ErrorKind::WorkerLost {
-                            reason,
-                            stderr: Vec::new(),
-                        });
+                        c.fail(ErrorKind::WorkerLost { reason, stderr: Vec::new() });
                     }
                 }
             });

@@ -95,10 +95,7 @@ pub(crate) fn read_frame(
     }
     let len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
     if len > max {
-        return Err(FrameError::TooLarge {
-            len: len as u64,
-            max,
-        });
+        return Err(FrameError::TooLarge { len: len as u64, max });
     }
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload).map_err(|e| match e.kind() {
@@ -122,11 +119,7 @@ mod tests {
 
     #[test]
     fn empty_stream_is_clean_eof() {
-        assert!(
-            read_frame(&mut &[][..], FrameKind::Reply, 16)
-                .unwrap()
-                .is_none()
-        );
+        assert!(read_frame(&mut &[][..], FrameKind::Reply, 16).unwrap().is_none());
     }
 
     #[test]
@@ -143,27 +136,12 @@ mod tests {
         write_frame(&mut buf, FrameKind::Reply, b"abc").unwrap();
         let mut bad = buf.clone();
         bad[0] = b'X';
-        assert!(matches!(
-            read_frame(&mut &bad[..], FrameKind::Reply, 16),
-            Err(FrameError::BadMagic)
-        ));
+        assert!(matches!(read_frame(&mut &bad[..], FrameKind::Reply, 16), Err(FrameError::BadMagic)));
         let mut bad = buf.clone();
         bad[4] = 9;
-        assert!(matches!(
-            read_frame(&mut &bad[..], FrameKind::Reply, 16),
-            Err(FrameError::BadVersion(9))
-        ));
-        assert!(matches!(
-            read_frame(&mut &buf[..], FrameKind::Request, 16),
-            Err(FrameError::BadKind(2))
-        ));
-        assert!(matches!(
-            read_frame(&mut &buf[..5], FrameKind::Reply, 16),
-            Err(FrameError::Truncated)
-        ));
-        assert!(matches!(
-            read_frame(&mut &buf[..13], FrameKind::Reply, 16),
-            Err(FrameError::Truncated)
-        ));
+        assert!(matches!(read_frame(&mut &bad[..], FrameKind::Reply, 16), Err(FrameError::BadVersion(9))));
+        assert!(matches!(read_frame(&mut &buf[..], FrameKind::Request, 16), Err(FrameError::BadKind(2))));
+        assert!(matches!(read_frame(&mut &buf[..5], FrameKind::Reply, 16), Err(FrameError::Truncated)));
+        assert!(matches!(read_frame(&mut &buf[..13], FrameKind::Reply, 16), Err(FrameError::Truncated)));
     }
 }

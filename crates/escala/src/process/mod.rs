@@ -43,14 +43,9 @@ pub(crate) fn build_id() -> &'static String {
         use std::os::unix::fs::MetadataExt;
         let v = env!("CARGO_PKG_VERSION");
         match std::fs::metadata("/proc/self/exe") {
-            Ok(m) => format!(
-                "escala-{v}/{}:{}:{}:{}.{}",
-                m.dev(),
-                m.ino(),
-                m.size(),
-                m.mtime(),
-                m.mtime_nsec()
-            ),
+            Ok(m) => {
+                format!("escala-{v}/{}:{}:{}:{}.{}", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec())
+            }
             Err(_) => format!("escala-{v}/unknown"),
         }
     });
@@ -154,20 +149,12 @@ impl Builder {
 
     /// Starts the child running `call`.
     pub fn spawn<K: Task>(self, call: Call<K>) -> Handle<K::Output> {
-        let kind = if self.daemon {
-            UnitKind::DaemonProcess
-        } else {
-            UnitKind::Process
-        };
-        let name = self
-            .name
-            .clone()
-            .map_or(TaskName::Static(K::NAME), TaskName::from);
+        let kind = if self.daemon { UnitKind::DaemonProcess } else { UnitKind::Process };
+        let name = self.name.clone().map_or(TaskName::Static(K::NAME), TaskName::from);
         let (handle, completer) = pair::<K::Output>(name, kind);
         if !runtime::is_initialized() {
             completer.fail(ErrorKind::Spawn(
-                "process units need `escala::init()` (or #[escala::main]) at the start of main"
-                    .into(),
+                "process units need `escala::init()` (or #[escala::main]) at the start of main".into(),
             ));
             return handle;
         }
@@ -182,9 +169,7 @@ impl Builder {
             }
             Ok(a) => a,
             Err(e) => {
-                completer.fail(ErrorKind::Codec(format!(
-                    "cannot encode the arguments: {e}"
-                )));
+                completer.fail(ErrorKind::Codec(format!("cannot encode the arguments: {e}")));
                 return handle;
             }
         };
@@ -226,24 +211,18 @@ impl Builder {
             },
             force: {
                 let slot = slot.clone();
-                Some(Box::new(move || {
-                    slot.signal(nix::sys::signal::Signal::SIGKILL)
-                }))
+                Some(Box::new(move || slot.signal(nix::sys::signal::Signal::SIGKILL)))
             },
         });
         let tail = self.stderr_tail;
-        let watcher = std::thread::Builder::new()
-            .name(format!("escala-watch-{}", handle.id().0))
-            .spawn(move || {
+        let watcher =
+            std::thread::Builder::new().name(format!("escala-watch-{}", handle.id().0)).spawn(move || {
                 let _ended = ended_tx;
                 let mut cmd = std::process::Command::new("/proc/self/exe");
                 if let Some(arg0) = std::env::args_os().next() {
                     cmd.arg0(arg0);
                 }
-                cmd.env(
-                    sys::CHILD_ENV,
-                    format!("1:{}:{}", std::process::id(), self.max_frame),
-                );
+                cmd.env(sys::CHILD_ENV, format!("1:{}:{}", std::process::id(), self.max_frame));
                 watch(completer, &slot, job(cmd), tail, self.max_frame);
             });
         if let Err(e) = watcher {
@@ -265,17 +244,11 @@ fn watch<T, D>(c: Completer<T>, slot: &ChildSlot, job: Job<D>, tail: usize, max:
 where
     D: Fn(&[u8]) -> Result<T, String>,
 {
-    let Job {
-        req,
-        mut cmd,
-        decode,
-    } = job;
+    let Job { req, mut cmd, decode } = job;
     let (mut ours, theirs) = match UnixStream::pair() {
         Ok(p) => p,
         Err(e) => {
-            c.fail(ErrorKind::Spawn(format!(
-                "cannot create a socket pair: {e}"
-            )));
+            c.fail(ErrorKind::Spawn(format!("cannot create a socket pair: {e}")));
             return;
         }
     };
@@ -286,9 +259,7 @@ where
     let mut child = match cmd.spawn() {
         Ok(ch) => ch,
         Err(e) => {
-            c.fail(ErrorKind::Spawn(format!(
-                "cannot re-execute this binary: {e}"
-            )));
+            c.fail(ErrorKind::Spawn(format!("cannot re-execute this binary: {e}")));
             return;
         }
     };
@@ -303,10 +274,7 @@ where
     let outcome = exchange(&mut ours, &req, max);
     sys::wait_exit_no_reap(pid);
     let status = slot.reap();
-    let lines = stderr
-        .and_then(|t| t.join().ok())
-        .map(Vec::from)
-        .unwrap_or_default();
+    let lines = stderr.and_then(|t| t.join().ok()).map(Vec::from).unwrap_or_default();
     match outcome {
         Exchange::Reply(reply) => {
             let _ = match reply {
@@ -315,9 +283,7 @@ where
                     Err(e) => c.fail(ErrorKind::Codec(format!("cannot decode the result: {e}"))),
                 },
                 Reply::Failed(m) => c.fail(ErrorKind::Failed(m)),
-                Reply::Panicked { message, location } => {
-                    c.fail(ErrorKind::Panicked { message, location })
-                }
+                Reply::Panicked { message, location } => c.fail(ErrorKind::Panicked { message, location }),
                 Reply::Codec(m) => c.fail(ErrorKind::Codec(m)),
                 Reply::Refused(m) => c.fail(ErrorKind::Refused(m)),
             };
@@ -329,17 +295,9 @@ where
         Exchange::Lost => {
             let reason = status.map_or(ExitReason::Code(-1), ExitReason::from_status);
             if events::enabled() {
-                events::emit(
-                    c.core(),
-                    EventKind::WorkerLost {
-                        reason: reason.to_string(),
-                    },
-                );
+                events::emit(c.core(), EventKind::WorkerLost { reason: reason.to_string() });
             }
-            c.fail(ErrorKind::WorkerLost {
-                reason,
-                stderr: lines,
-            });
+            c.fail(ErrorKind::WorkerLost { reason, stderr: lines });
         }
     }
 }

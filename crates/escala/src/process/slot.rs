@@ -24,13 +24,7 @@ struct Slot {
 
 impl ChildSlot {
     pub(crate) fn new() -> ChildSlot {
-        ChildSlot {
-            child: Mutex::new(Slot {
-                child: None,
-                status: None,
-                early: None,
-            }),
-        }
+        ChildSlot { child: Mutex::new(Slot { child: None, status: None, early: None }) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
@@ -83,13 +77,11 @@ impl ChildSlot {
         let slot = self.clone();
         handle.set_cancel_hook(move || {
             slot.signal(Signal::SIGTERM);
-            let _ = std::thread::Builder::new()
-                .name("escala-stop".into())
-                .spawn(move || {
-                    if ended.recv_timeout(grace).is_err_and(|e| e.is_timeout()) {
-                        slot.signal(Signal::SIGKILL);
-                    }
-                });
+            let _ = std::thread::Builder::new().name("escala-stop".into()).spawn(move || {
+                if ended.recv_timeout(grace).is_err_and(|e| e.is_timeout()) {
+                    slot.signal(Signal::SIGKILL);
+                }
+            });
         });
     }
 }

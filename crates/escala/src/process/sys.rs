@@ -46,10 +46,7 @@ pub(crate) fn signal(pid: u32, sig: Signal) {
 pub(crate) fn wait_exit_no_reap(pid: u32) {
     use nix::sys::wait::{Id, WaitPidFlag, waitid};
     loop {
-        match waitid(
-            Id::Pid(Pid::from_raw(pid as i32)),
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
-        ) {
+        match waitid(Id::Pid(Pid::from_raw(pid as i32)), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
             Err(nix::errno::Errno::EINTR) => continue,
             _ => return,
         }
