@@ -81,3 +81,8 @@ pub mod __private {
     pub use crate::task::Registration;
     pub use inventory;
 }
+
+/// The README's examples, compiled and run as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
