@@ -55,6 +55,9 @@
 //! }
 //! ```
 
+// Examples keep `fn main` on purpose: process units need `escala::init()` first in main.
+#![allow(clippy::needless_doctest_main)]
+
 mod error;
 pub mod events;
 mod handle;

@@ -131,11 +131,7 @@ fn print_table(log: &[events::Event], wall: Duration, process_pid: Option<u32>) 
     let me = std::process::id();
     let mut out = std::io::stdout().lock();
     writeln!(out)?;
-    writeln!(
-        out,
-        "{:<16} {:<14} {:<22} {:>8} {:>8}  {}",
-        "unit", "kind", "where", "start", "end", "outcome"
-    )?;
+    writeln!(out, "{:<16} {:<14} {:<22} {:>8} {:>8}  outcome", "unit", "kind", "where", "start", "end")?;
     let mut busy = Duration::ZERO;
     for r in rows.values() {
         let place = if r.pid != me {

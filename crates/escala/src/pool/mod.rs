@@ -84,6 +84,7 @@ pub trait Executor {
     /// let out: Vec<u64> = pool.map_tasks((0..5).map(inc::call)).map(Result::unwrap).collect();
     /// assert_eq!(out, vec![1, 2, 3, 4, 5]);
     /// ```
+    #[allow(clippy::type_complexity)] // the submit closure is an opaque `impl FnMut`
     fn map_tasks<K, I>(
         &self,
         calls: I,
@@ -97,6 +98,7 @@ pub trait Executor {
     }
 
     /// Like [`map_tasks`](Executor::map_tasks), yielding outcomes as tasks finish.
+    #[allow(clippy::type_complexity)] // the submit closure is an opaque `impl FnMut`
     fn map_tasks_unordered<K, I>(
         &self,
         calls: I,
