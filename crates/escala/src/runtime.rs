@@ -34,6 +34,8 @@ pub(crate) struct LiveUnit {
     pub(crate) stop: Box<dyn FnOnce() + Send>,
     /// Forces the unit to stop after the grace period (SIGKILL), where that is possible.
     pub(crate) force: Option<Box<dyn FnOnce() + Send>>,
+    /// The unit's own grace period; the guard's applies when `None`.
+    pub(crate) grace: Option<Duration>,
 }
 
 fn has_ended(rx: &Receiver<()>) -> bool {
@@ -53,6 +55,10 @@ pub(crate) fn is_initialized() -> bool {
     INITIALIZED.load(Ordering::Acquire)
 }
 
+pub(crate) fn mark_initialized() {
+    INITIALIZED.store(true, Ordering::Release);
+}
+
 /// Prepares the process for escala units and returns the guard that applies the exit policy.
 ///
 /// Call it first thing in `main` (or put `#[escala::main]` on `main`). In a child process
@@ -68,8 +74,8 @@ pub(crate) fn is_initialized() -> bool {
 /// ```
 pub fn init() -> ExitGuard {
     crate::process::child::run_if_child();
-    INITIALIZED.store(true, Ordering::Release);
-    ExitGuard { grace: Duration::from_secs(1), done: false }
+    mark_initialized();
+    ExitGuard::new()
 }
 
 /// Applies the exit policy when dropped (or on [`ExitGuard::shutdown`]).
@@ -94,6 +100,10 @@ pub struct ExitReport {
 }
 
 impl ExitGuard {
+    pub(crate) fn new() -> ExitGuard {
+        ExitGuard { grace: Duration::from_secs(1), done: false }
+    }
+
     /// How long daemon units get between the stop request and being killed or abandoned.
     /// Default: 1 s.
     pub fn daemon_grace(mut self, grace: Duration) -> Self {
@@ -149,16 +159,17 @@ fn shutdown_units(grace: Duration) -> ExitReport {
         report.abandoned.extend(more.abandoned);
     }
     let mut pending = Vec::new();
+    let stop_time = Instant::now();
     for u in daemons {
         if has_ended(&u.ended) {
             continue;
         }
         let name = label(&u);
         (u.stop)();
-        pending.push((name, u.ended, u.force));
+        pending.push((stop_time + u.grace.unwrap_or(grace), name, u.ended, u.force));
     }
-    let deadline = Instant::now() + grace;
-    for (name, ended, force) in pending {
+    pending.sort_by_key(|p| p.0);
+    for (deadline, name, ended, force) in pending {
         let left = deadline.saturating_duration_since(Instant::now());
         if ended.recv_timeout(left).is_err_and(|e| e.is_disconnected()) {
             report.stopped.push(name);

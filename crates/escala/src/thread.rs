@@ -164,6 +164,7 @@ impl Builder {
                 ended: ended_rx,
                 stop: Box::new(move || token.cancel()),
                 force: None,
+                grace: None,
             }),
             Err(e) => {
                 // The closure (and the completer in it) was dropped; say why instead.

@@ -352,6 +352,10 @@ pub struct CancelToken {
 pub(crate) trait TokenSource: Send + Sync {
     fn core(&self) -> &Core;
     fn time_out(&self, after: Duration) -> bool;
+    /// Sets the stop request and wakes threads waiting on it.
+    fn cancel_and_wake(&self);
+    /// Blocks until a stop is requested or the deadline passes; returns whether it was.
+    fn wait_cancel(&self, deadline: Option<Instant>) -> bool;
 }
 
 impl<T: Send> TokenSource for Shared<T> {
@@ -361,6 +365,37 @@ impl<T: Send> TokenSource for Shared<T> {
     fn time_out(&self, after: Duration) -> bool {
         self.core.request_cancel();
         self.fail(ErrorKind::TimedOut(after))
+    }
+
+    fn cancel_and_wake(&self) {
+        self.core.request_cancel();
+        // Taking the lock orders this wake-up after a waiter's check of the flag.
+        if self.lock().sleepers > 0 {
+            self.cond.notify_all();
+        }
+    }
+
+    fn wait_cancel(&self, deadline: Option<Instant>) -> bool {
+        let mut st = self.lock();
+        while !self.core.is_cancel_requested() {
+            st.sleepers += 1;
+            let next = match deadline {
+                None => Ok(self.cond.wait(st).unwrap_or_else(|e| e.into_inner())),
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    None => Err(st),
+                    Some(left) => Ok(self.cond.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0),
+                },
+            };
+            st = match next {
+                Ok(g) => g,
+                Err(g) => g,
+            };
+            st.sleepers -= 1;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
+        self.core.is_cancel_requested()
     }
 }
 
@@ -389,9 +424,48 @@ impl CancelToken {
         self.src.as_ref().map(|s| &*s.core().name)
     }
 
+    /// Blocks until a stop is requested or `timeout` passes; returns whether one was.
+    /// Outside any task (a [`never`](Self::never) token) it just sleeps for `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let h = escala::thread::spawn_daemon("ticker", || {
+    ///     let me = escala::current();
+    ///     let mut ticks = 0;
+    ///     while !me.wait_timeout(Duration::from_millis(5)) {
+    ///         ticks += 1;
+    ///     }
+    ///     ticks
+    /// });
+    /// h.cancel();
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        match &self.src {
+            Some(s) => s.wait_cancel(Some(Instant::now() + timeout)),
+            None => {
+                std::thread::sleep(timeout);
+                false
+            }
+        }
+    }
+
+    /// Blocks until a stop is requested. Outside any task it never returns.
+    pub fn wait(&self) {
+        match &self.src {
+            Some(s) => {
+                s.wait_cancel(None);
+            }
+            None => loop {
+                std::thread::park();
+            },
+        }
+    }
+
     pub(crate) fn cancel(&self) {
         if let Some(s) = &self.src {
-            s.core().request_cancel();
+            s.cancel_and_wake();
         }
     }
 

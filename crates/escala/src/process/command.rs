@@ -1,17 +1,12 @@
 //! Command units: an external program as a process unit, with the same handle.
 
 use std::ffi::OsStr;
-use std::sync::Arc;
+use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-
-use super::slot::ChildSlot;
-use super::sys;
+use super::{launch, lost, reap, spawn_into, sys};
 use crate::error::{ErrorKind, ExitReason};
-use crate::events::{self, EventKind};
 use crate::handle::{Handle, TaskName, UnitKind, pair};
-use crate::runtime::{self, LiveUnit};
 
 /// An external command run as a unit: `Ok(())` on exit code 0,
 /// [`ErrorKind::Exited`] on another code, [`ErrorKind::WorkerLost`] when killed by a signal.
@@ -30,6 +25,7 @@ pub struct Command {
     name: String,
     daemon: bool,
     grace: Duration,
+    tail: usize,
 }
 
 impl Command {
@@ -41,6 +37,7 @@ impl Command {
             name,
             daemon: false,
             grace: Duration::from_secs(1),
+            tail: 0,
         }
     }
 
@@ -90,69 +87,53 @@ impl Command {
         self
     }
 
-    /// Starts the command.
+    /// Sets the command's stdin (default: inherited).
+    pub fn stdin(mut self, cfg: impl Into<Stdio>) -> Command {
+        self.inner.stdin(cfg);
+        self
+    }
+
+    /// Sets the command's stdout (default: inherited).
+    pub fn stdout(mut self, cfg: impl Into<Stdio>) -> Command {
+        self.inner.stdout(cfg);
+        self
+    }
+
+    /// Sets the command's stderr (default: inherited). Overridden by
+    /// [`stderr_tail`](Self::stderr_tail).
+    pub fn stderr(mut self, cfg: impl Into<Stdio>) -> Command {
+        self.inner.stderr(cfg);
+        self
+    }
+
+    /// Keeps the last `lines` lines of stderr (still passing them through) to report them
+    /// when the command is killed by a signal.
+    pub fn stderr_tail(mut self, lines: usize) -> Command {
+        self.tail = lines;
+        self
+    }
+
+    /// Starts the command; returns once it is running (its [`Handle::pid`] is set) or has
+    /// failed to start. The command dies with this process (PR_SET_PDEATHSIG).
     pub fn spawn(self) -> Handle<()> {
-        let Command { mut inner, name, daemon, grace } = self;
+        let Command { mut inner, name, daemon, grace, tail } = self;
         let kind = if daemon { UnitKind::DaemonProcess } else { UnitKind::Command };
-        let (handle, c) = pair::<()>(TaskName::from(name.clone()), kind);
-        let slot = Arc::new(ChildSlot::new());
-        let (ended_tx, ended_rx) = crossbeam_channel::bounded::<()>(0);
-        slot.install_cancel(&handle, ended_rx.clone(), grace);
-        runtime::register(LiveUnit {
-            id: handle.id(),
-            name,
-            kind,
-            daemon,
-            ended: ended_rx,
-            stop: {
-                let slot = slot.clone();
-                Box::new(move || {
-                    if daemon {
-                        slot.signal(Signal::SIGTERM)
-                    }
-                })
-            },
-            force: {
-                let slot = slot.clone();
-                Some(Box::new(move || slot.signal(Signal::SIGKILL)))
-            },
-        });
-        let watcher =
-            std::thread::Builder::new().name(format!("escala-cmd-{}", handle.id().0)).spawn(move || {
-                let _ended = ended_tx;
-                let child = match inner.spawn() {
-                    Ok(ch) => ch,
-                    Err(e) => {
-                        c.fail(ErrorKind::Spawn(format!(
-                            "cannot run `{}`: {e}",
-                            inner.get_program().to_string_lossy()
-                        )));
-                        return;
-                    }
-                };
-                let pid = child.id();
-                c.core().set_pid(pid);
-                slot.put(child);
-                if events::enabled() {
-                    events::emit(c.core(), EventKind::Started);
-                }
-                sys::wait_exit_no_reap(pid);
-                match slot.reap().map(ExitReason::from_status) {
-                    Some(ExitReason::Code(0)) => {
-                        c.ok(());
-                    }
-                    Some(ExitReason::Code(code)) => {
-                        c.fail(ErrorKind::Exited(code));
-                    }
-                    other => {
-                        let reason = other.unwrap_or(ExitReason::Code(-1));
-                        c.fail(ErrorKind::WorkerLost { reason, stderr: Vec::new() });
-                    }
-                }
-            });
-        if let Err(e) = watcher {
-            tracing::error!("could not start a watcher thread: {e}");
+        let (handle, c) = pair::<()>(TaskName::from(name), kind);
+        sys::kill_with_parent(&mut inner);
+        if tail > 0 {
+            inner.stderr(Stdio::piped());
         }
-        handle
+        launch(handle, c, daemon, grace, move |c, slot, started| {
+            let what = format!("cannot run `{}`", inner.get_program().to_string_lossy());
+            let Some((pid, stderr)) = spawn_into(&c, slot, &mut inner, tail, &what) else {
+                return;
+            };
+            started.done();
+            match reap(slot, pid, stderr) {
+                (Some(ExitReason::Code(0)), _) => c.ok(()),
+                (Some(ExitReason::Code(code)), _) => c.fail(ErrorKind::Exited(code)),
+                (status, lines) => lost(&c, status, lines),
+            };
+        })
     }
 }

@@ -26,6 +26,8 @@ use std::process::Stdio;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+
 pub use command::Command;
 
 use crate::error::{ErrorKind, ExitReason};
@@ -34,7 +36,7 @@ use crate::handle::{Completer, Handle, TaskName, UnitKind, pair};
 use crate::runtime::{self, LiveUnit};
 use crate::task::{self, Call, Reply, Task};
 use frame::{FrameKind, Request};
-use slot::ChildSlot;
+pub(crate) use slot::ChildSlot;
 
 /// This build's identity: the escala version and the executable's device, inode, size and
 /// modification time. A child refuses a request from a parent of another build.
@@ -180,57 +182,74 @@ impl Builder {
             max_reply: self.max_frame as u64,
         };
         let decode = |bytes: &[u8]| task::decode::<K::Output>(bytes);
-        self.launch(handle, completer, move |cmd| Job { req, cmd, decode })
+        let (max, tail) = (self.max_frame, self.stderr_tail);
+        launch(handle, completer, self.daemon, self.grace, move |c, slot, started| {
+            let mut cmd = std::process::Command::new("/proc/self/exe");
+            if let Some(arg0) = std::env::args_os().next() {
+                cmd.arg0(arg0);
+            }
+            cmd.env(sys::CHILD_ENV, format!("1:{}:{max}", std::process::id()));
+            run_child(c, slot, started, Job { req, cmd, decode }, tail, max);
+        })
     }
+}
 
-    fn launch<T: Send + 'static, D>(
-        self,
-        handle: Handle<T>,
-        completer: Completer<T>,
-        job: impl FnOnce(std::process::Command) -> Job<D> + Send + 'static,
-    ) -> Handle<T>
-    where
-        D: Fn(&[u8]) -> Result<T, String> + Send + 'static,
-    {
-        let slot = Arc::new(ChildSlot::new());
-        let (ended_tx, ended_rx) = crossbeam_channel::bounded::<()>(0);
-        slot.install_cancel(&handle, ended_rx.clone(), self.grace);
-        runtime::register(LiveUnit {
-            id: handle.id(),
-            name: handle.name().to_string(),
-            kind: handle.kind(),
-            daemon: self.daemon,
-            ended: ended_rx,
-            stop: {
-                let (slot, daemon) = (slot.clone(), self.daemon);
-                Box::new(move || {
-                    if daemon {
-                        slot.signal(nix::sys::signal::Signal::SIGTERM);
-                    }
-                })
-            },
-            force: {
-                let slot = slot.clone();
-                Some(Box::new(move || slot.signal(nix::sys::signal::Signal::SIGKILL)))
-            },
-        });
-        let tail = self.stderr_tail;
-        let watcher =
-            std::thread::Builder::new().name(format!("escala-watch-{}", handle.id().0)).spawn(move || {
-                let _ended = ended_tx;
-                let mut cmd = std::process::Command::new("/proc/self/exe");
-                if let Some(arg0) = std::env::args_os().next() {
-                    cmd.arg0(arg0);
-                }
-                cmd.env(sys::CHILD_ENV, format!("1:{}:{}", std::process::id(), self.max_frame));
-                watch(completer, &slot, job(cmd), tail, self.max_frame);
-            });
-        if let Err(e) = watcher {
-            // The closure, and with it the completer, is gone: the handle already resolved.
-            tracing::error!("could not start a watcher thread: {e}");
-        }
-        handle
+/// Tells [`launch`] that the child exists (its pid is set) or could not be started.
+pub(crate) struct Started(crossbeam_channel::Sender<()>);
+
+impl Started {
+    pub(crate) fn done(self) {
+        let _ = self.0.send(());
     }
+}
+
+/// Starts a child-owning unit: registers it with the exit policy, makes `cancel()` stop it,
+/// and runs `body` on a watcher thread that owns the child from spawn to reap (the child's
+/// PDEATHSIG is tied to that thread, which lives exactly as long as the child). Returns once
+/// the child has started — or failed to, in which case the handle is already resolved.
+pub(crate) fn launch<T, B>(
+    handle: Handle<T>,
+    completer: Completer<T>,
+    daemon: bool,
+    grace: Duration,
+    body: B,
+) -> Handle<T>
+where
+    T: Send + 'static,
+    B: FnOnce(Completer<T>, &ChildSlot, Started) + Send + 'static,
+{
+    let slot = Arc::new(ChildSlot::new());
+    let (ended_tx, ended_rx) = crossbeam_channel::bounded::<()>(0);
+    slot.install_cancel(&handle, ended_rx.clone(), grace);
+    let stop_slot = slot.clone();
+    let kill_slot = slot.clone();
+    runtime::register(LiveUnit {
+        id: handle.id(),
+        name: handle.name().to_string(),
+        kind: handle.kind(),
+        daemon,
+        ended: ended_rx,
+        stop: Box::new(move || {
+            if daemon {
+                stop_slot.signal(Signal::SIGTERM);
+            }
+        }),
+        force: Some(Box::new(move || kill_slot.signal(Signal::SIGKILL))),
+        grace: Some(grace),
+    });
+    let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
+    let watcher =
+        std::thread::Builder::new().name(format!("escala-watch-{}", handle.id().0)).spawn(move || {
+            let _ended = ended_tx;
+            body(completer, &slot, Started(started_tx));
+        });
+    match watcher {
+        // Err: the watcher ended before the child started; the handle has its outcome.
+        Ok(_) => drop(started_rx.recv()),
+        // The closure, and the completer in it, were dropped: the handle resolved.
+        Err(e) => tracing::error!("could not start a watcher thread: {e}"),
+    }
+    handle
 }
 
 struct Job<D> {
@@ -239,8 +258,8 @@ struct Job<D> {
     decode: D,
 }
 
-/// Owns one child from spawn to reap, and resolves its handle.
-fn watch<T, D>(c: Completer<T>, slot: &ChildSlot, job: Job<D>, tail: usize, max: usize)
+/// Owns one task child from spawn to reap, and resolves its handle.
+fn run_child<T, D>(c: Completer<T>, slot: &ChildSlot, started: Started, job: Job<D>, tail: usize, max: usize)
 where
     D: Fn(&[u8]) -> Result<T, String>,
 {
@@ -256,14 +275,48 @@ where
     if tail > 0 {
         cmd.stderr(Stdio::piped());
     }
+    let Some((pid, stderr)) = spawn_into(&c, slot, &mut cmd, tail, "cannot re-execute this binary") else {
+        return;
+    };
+    drop(cmd); // closes our copy of the child's socket end
+    started.done();
+    let outcome = exchange(&mut ours, &req, max);
+    if let Exchange::Broken(_) = outcome {
+        // The child may be blocked writing what we refuse to read: stop it before waiting.
+        slot.signal(Signal::SIGKILL);
+    }
+    drop(ours);
+    let (status, lines) = reap(slot, pid, stderr);
+    let _ = match outcome {
+        Exchange::Reply(Reply::Ok(bytes)) => match decode(&bytes) {
+            Ok(v) => c.ok(v),
+            Err(e) => c.fail(ErrorKind::Codec(format!("cannot decode the result: {e}"))),
+        },
+        Exchange::Reply(Reply::Failed(m)) => c.fail(ErrorKind::Failed(m)),
+        Exchange::Reply(Reply::Panicked { message, location }) => {
+            c.fail(ErrorKind::Panicked { message, location })
+        }
+        Exchange::Reply(Reply::Codec(m)) | Exchange::Broken(m) => c.fail(ErrorKind::Codec(m)),
+        Exchange::Reply(Reply::Refused(m)) => c.fail(ErrorKind::Refused(m)),
+        Exchange::Lost => lost(&c, status, lines),
+    };
+}
+
+/// Spawns `cmd` and hands the child to `slot`; on failure resolves the handle and says so.
+pub(crate) fn spawn_into<T>(
+    c: &Completer<T>,
+    slot: &ChildSlot,
+    cmd: &mut std::process::Command,
+    tail: usize,
+    what: &str,
+) -> Option<(u32, Option<StderrTail>)> {
     let mut child = match cmd.spawn() {
         Ok(ch) => ch,
         Err(e) => {
-            c.fail(ErrorKind::Spawn(format!("cannot re-execute this binary: {e}")));
-            return;
+            c.fail(ErrorKind::Spawn(format!("{what}: {e}")));
+            return None;
         }
     };
-    drop(cmd); // closes our copy of the child's socket end
     let pid = child.id();
     c.core().set_pid(pid);
     let stderr = child.stderr.take().map(|s| tee_stderr(s, tail));
@@ -271,35 +324,28 @@ where
     if events::enabled() {
         events::emit(c.core(), EventKind::Started);
     }
-    let outcome = exchange(&mut ours, &req, max);
+    Some((pid, stderr))
+}
+
+/// Waits for the child to exit, reaps it, and collects the stderr tail.
+pub(crate) fn reap(
+    slot: &ChildSlot,
+    pid: u32,
+    stderr: Option<StderrTail>,
+) -> (Option<ExitReason>, Vec<String>) {
     sys::wait_exit_no_reap(pid);
-    let status = slot.reap();
+    let status = slot.reap().map(ExitReason::from_status);
     let lines = stderr.and_then(|t| t.join().ok()).map(Vec::from).unwrap_or_default();
-    match outcome {
-        Exchange::Reply(reply) => {
-            let _ = match reply {
-                Reply::Ok(bytes) => match decode(&bytes) {
-                    Ok(v) => c.ok(v),
-                    Err(e) => c.fail(ErrorKind::Codec(format!("cannot decode the result: {e}"))),
-                },
-                Reply::Failed(m) => c.fail(ErrorKind::Failed(m)),
-                Reply::Panicked { message, location } => c.fail(ErrorKind::Panicked { message, location }),
-                Reply::Codec(m) => c.fail(ErrorKind::Codec(m)),
-                Reply::Refused(m) => c.fail(ErrorKind::Refused(m)),
-            };
-        }
-        Exchange::Broken(msg) => {
-            slot.signal(nix::sys::signal::Signal::SIGKILL);
-            c.fail(ErrorKind::Codec(msg));
-        }
-        Exchange::Lost => {
-            let reason = status.map_or(ExitReason::Code(-1), ExitReason::from_status);
-            if events::enabled() {
-                events::emit(c.core(), EventKind::WorkerLost { reason: reason.to_string() });
-            }
-            c.fail(ErrorKind::WorkerLost { reason, stderr: lines });
-        }
+    (status, lines)
+}
+
+/// Resolves a handle whose child ended without a result.
+pub(crate) fn lost<T>(c: &Completer<T>, status: Option<ExitReason>, stderr: Vec<String>) -> bool {
+    let reason = status.unwrap_or(ExitReason::Code(-1));
+    if events::enabled() {
+        events::emit(c.core(), EventKind::WorkerLost { reason: reason.to_string() });
     }
+    c.fail(ErrorKind::WorkerLost { reason, stderr })
 }
 
 enum Exchange {
@@ -329,11 +375,11 @@ fn exchange(sock: &mut UnixStream, req: &Request, max: usize) -> Exchange {
     }
 }
 
+/// The thread passing a child's stderr through; it returns the last lines.
+pub(crate) type StderrTail = std::thread::JoinHandle<VecDeque<String>>;
+
 /// Passes the child's stderr through, keeping its last `n` lines.
-fn tee_stderr(
-    src: impl std::io::Read + Send + 'static,
-    n: usize,
-) -> std::thread::JoinHandle<VecDeque<String>> {
+fn tee_stderr(src: impl std::io::Read + Send + 'static, n: usize) -> StderrTail {
     std::thread::spawn(move || {
         let mut last = VecDeque::with_capacity(n);
         let mut out = std::io::stderr();

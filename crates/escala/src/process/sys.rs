@@ -20,7 +20,25 @@ pub(crate) fn die_with_parent(parent: i32) {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     // The parent may have died before the line above: then we were re-parented.
     if nix::unistd::getppid() != Pid::from_raw(parent) {
-        std::process::exit(1);
+        eprintln!("escala: error: parent process {parent} is gone; not running the task");
+        std::process::exit(2);
+    }
+}
+
+/// Makes a command's process die with this one (PR_SET_PDEATHSIG, set between fork and exec).
+pub(crate) fn kill_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec; it only makes two system
+    // calls (prctl, getppid), which are async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other("the parent died before the command started"));
+            }
+            Ok(())
+        });
     }
 }
 
