@@ -140,8 +140,10 @@ impl Drop for Subscription {
 
 pub(crate) fn emit(core: &Core, kind: EventKind) {
     let pid = core.pid();
+    // Whole microseconds, so an event survives a JSON round trip unchanged.
+    let at = Duration::from_micros(EPOCH.elapsed().as_micros() as u64);
     send(Event {
-        at: EPOCH.elapsed(),
+        at,
         unix_us: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64),
         task: core.id,
         name: core.name.to_string(),

@@ -98,7 +98,13 @@ impl From<String> for TaskName {
     }
 }
 
-type Callback<T> = Box<dyn FnOnce(&Outcome<T>) + Send>;
+/// Run once with the outcome — or with `None` when `.await` already took it.
+type Callback<T> = Box<dyn FnOnce(Option<&Outcome<T>>) + Send>;
+
+/// Told when a queued task is cancelled, so its queue can free the slot at once.
+pub(crate) trait QueueHook: Send + Sync {
+    fn discarded(&self);
+}
 
 enum Slot<T> {
     Pending,
@@ -123,8 +129,12 @@ pub(crate) struct Core {
     /// Pool tasks: 0 queued, 1 running, 2 discarded before it ran.
     phase: AtomicU8,
     pid: AtomicU32,
-    /// Extra work a cancel must do for this unit (kill a child, update pool counters).
+    /// Set when a timeout wrote the outcome.
+    timed_out: AtomicBool,
+    /// Extra work a cancel must do for this unit (kill a child).
     on_cancel: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// The queue holding this task, for pool tasks.
+    queue: Option<Arc<dyn QueueHook>>,
 }
 
 impl Core {
@@ -174,17 +184,19 @@ impl<T> Shared<T> {
             return false;
         }
         if events::enabled() {
-            events::emit_finished(&self.core, outcome.as_ref().err());
+            let err = outcome.as_ref().err();
+            if err.is_some_and(TaskError::is_cancelled) {
+                events::emit(&self.core, EventKind::Cancelled);
+            }
+            events::emit_finished(&self.core, err);
         }
         st.slot = Slot::Done(outcome);
         self.core.done.store(true, Ordering::Release);
         let waker = st.waker.take();
         let callbacks = std::mem::take(&mut st.callbacks);
-        if !callbacks.is_empty() {
-            if let Slot::Done(out) = &st.slot {
-                for cb in callbacks {
-                    cb(out);
-                }
+        if let Slot::Done(out) = &st.slot {
+            for cb in callbacks {
+                self.run_callback(cb, Some(out));
             }
         }
         let sleepers = st.sleepers;
@@ -216,8 +228,18 @@ impl<T> Shared<T> {
         let mut st = self.lock();
         match &st.slot {
             Slot::Pending => st.callbacks.push(cb),
-            Slot::Done(out) => cb(out),
-            Slot::Taken => {}
+            Slot::Done(out) => self.run_callback(cb, Some(out)),
+            Slot::Taken => self.run_callback(cb, None),
+        }
+    }
+
+    /// Runs a callback; a panic in it is reported, never allowed to strand the task's
+    /// other waiters or kill the thread finishing the task.
+    fn run_callback(&self, cb: Callback<T>, out: Option<&Outcome<T>>) {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(out)));
+        if let Err(payload) = run {
+            let why = crate::error::panic_kind(&*payload, None);
+            eprintln!("escala: an on_done callback of task `{}` ({}) {why}", &*self.core.name, self.core.id);
         }
     }
 
@@ -254,13 +276,23 @@ impl<T> Shared<T> {
         match std::mem::replace(&mut st.slot, Slot::Taken) {
             Slot::Done(out) => out,
             // A handle is not Clone and join consumes it, so the slot is taken only once.
-            Slot::Pending | Slot::Taken => unreachable!("outcome taken before it was written"),
+            Slot::Taken => panic!("the outcome of task {} was already taken by `.await`", self.core.id),
+            Slot::Pending => unreachable!("outcome read before it was written"),
         }
     }
 }
 
 /// Creates a new pending task: the caller's [`Handle`] and the unit's [`Completer`].
 pub(crate) fn pair<T>(name: TaskName, kind: UnitKind) -> (Handle<T>, Completer<T>) {
+    pair_queued(name, kind, None)
+}
+
+/// Like [`pair`], for a task waiting in `queue`.
+pub(crate) fn pair_queued<T>(
+    name: TaskName,
+    kind: UnitKind,
+    queue: Option<Arc<dyn QueueHook>>,
+) -> (Handle<T>, Completer<T>) {
     let shared = Arc::new(Shared {
         core: Core {
             id: TaskId::next(),
@@ -270,7 +302,9 @@ pub(crate) fn pair<T>(name: TaskName, kind: UnitKind) -> (Handle<T>, Completer<T
             cancel_requested: AtomicBool::new(false),
             phase: AtomicU8::new(0),
             pid: AtomicU32::new(0),
+            timed_out: AtomicBool::new(false),
             on_cancel: Mutex::new(None),
+            queue,
         },
         state: Mutex::new(State { slot: Slot::Pending, waker: None, callbacks: Vec::new(), sleepers: 0 }),
         cond: Condvar::new(),
@@ -312,9 +346,9 @@ impl<T> Completer<T> {
         self.shared.err_kind(kind)
     }
 
-    /// True when the outcome already written is a timeout.
+    /// True when a timeout wrote the outcome.
     pub(crate) fn was_timed_out(&self) -> bool {
-        matches!(self.shared.lock().slot, Slot::Done(Err(ref e)) if e.is_timed_out())
+        self.shared.core.timed_out.load(Ordering::Acquire)
     }
 }
 
@@ -364,7 +398,13 @@ impl<T: Send> TokenSource for Shared<T> {
     }
     fn time_out(&self, after: Duration) -> bool {
         self.core.request_cancel();
-        self.fail(ErrorKind::TimedOut(after))
+        // Marked before writing, so whoever sees the outcome also sees why it was written.
+        self.core.timed_out.store(true, Ordering::Release);
+        let won = self.fail(ErrorKind::TimedOut(after));
+        if !won {
+            self.core.timed_out.store(false, Ordering::Release);
+        }
+        won
     }
 
     fn cancel_and_wake(&self) {
@@ -584,13 +624,15 @@ impl<T> Handle<T> {
         if self.is_done() {
             return false;
         }
-        self.shared.core.request_cancel();
-        self.shared.core.try_discard();
+        let core = &self.shared.core;
+        core.request_cancel();
+        if core.try_discard() {
+            if let Some(q) = &core.queue {
+                q.discarded();
+            }
+        }
         let won = self.shared.fail(ErrorKind::Cancelled);
         if won {
-            if events::enabled() {
-                events::emit(&self.shared.core, EventKind::Cancelled);
-            }
             let hook = self.shared.core.on_cancel.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(hook) = hook {
                 hook();
@@ -610,8 +652,15 @@ impl<T> Handle<T> {
     /// h.on_done(move |out| tx.send(*out.as_ref().unwrap()).unwrap());
     /// assert_eq!(rx.recv().unwrap(), 7);
     /// ```
+    ///
+    /// A panic in `f` is reported on stderr and goes no further. After `.await` took the
+    /// outcome, `f` is not run.
     pub fn on_done(&self, f: impl FnOnce(&Outcome<T>) + Send + 'static) {
-        self.shared.add_callback(Box::new(f));
+        self.shared.add_callback(Box::new(move |out| {
+            if let Some(out) = out {
+                f(out)
+            }
+        }));
     }
 
     pub(crate) fn notify_when_done(&self, f: impl FnOnce() + Send + 'static) {

@@ -1,12 +1,13 @@
 //! A pool's clock thread: per-task timeouts and delayed retries.
 //!
-//! Timeouts are kept one slot per worker (a worker runs one task at a time), so arming one
-//! allocates nothing and finished tasks leave no entries behind. Retries wait in a heap.
-//! The thread starts on first use and ends when the pool shuts down.
+//! Timeouts are kept in slots — one per worker, plus extra slots for tasks run on a
+//! submitting thread (caller-runs) — so arming one allocates nothing and finished tasks
+//! leave no entries behind. Retries wait in a heap. The thread starts on demand and exits
+//! once the pool is closed and nothing is armed or waiting; a later use starts it again.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::handle::CancelToken;
@@ -36,11 +37,18 @@ impl Ord for Delayed {
     }
 }
 
+type Armed = Option<(Instant, CancelToken, Duration)>;
+
 struct State {
-    armed: Vec<Option<(Instant, CancelToken, Duration)>>,
+    slots: Vec<Armed>,
+    free: Vec<usize>,
+    fixed: usize,
     delayed: BinaryHeap<Reverse<Delayed>>,
     seq: u64,
     closed: bool,
+    /// Fire every delayed job now (the pool is cancelling what waits).
+    flush: bool,
+    running: bool,
 }
 
 struct Inner {
@@ -50,68 +58,99 @@ struct Inner {
 
 pub(crate) struct Clock {
     inner: Arc<Inner>,
-    /// Started on first use; it exits by itself once closed and drained.
-    thread: OnceLock<std::thread::JoinHandle<()>>,
     name: String,
 }
 
 impl Clock {
-    pub(crate) fn new(workers: usize, name: String) -> Clock {
+    /// A clock with `fixed` permanent timeout slots (one per worker).
+    pub(crate) fn new(fixed: usize, name: String) -> Clock {
         Clock {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
-                    armed: (0..workers).map(|_| None).collect(),
+                    slots: (0..fixed).map(|_| None).collect(),
+                    free: Vec::new(),
+                    fixed,
                     delayed: BinaryHeap::new(),
                     seq: 0,
                     closed: false,
+                    flush: false,
+                    running: false,
                 }),
                 cond: Condvar::new(),
             }),
-            thread: OnceLock::new(),
             name,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn ensure_started(&self) {
-        self.thread.get_or_init(|| {
+    /// Starts the thread if it is not running; called with the state locked.
+    fn wake(&self, mut st: MutexGuard<'_, State>) {
+        if !st.running {
+            st.running = true;
             let inner = self.inner.clone();
-            std::thread::Builder::new()
-                .name(format!("{}-clock", self.name))
-                .spawn(move || run(&inner))
-                .expect("cannot start the pool's clock thread")
-        });
-    }
-
-    /// Times out `token`'s task `after` from now unless disarmed first.
-    pub(crate) fn arm(&self, worker: usize, token: CancelToken, after: Duration) {
-        self.ensure_started();
-        self.lock().armed[worker] = Some((Instant::now() + after, token, after));
-        self.inner.cond.notify_one();
-    }
-
-    pub(crate) fn disarm(&self, worker: usize) {
-        self.lock().armed[worker] = None;
-    }
-
-    /// Runs `job` on the clock thread after `delay` (at once if the pool is shutting down).
-    pub(crate) fn after(&self, delay: Duration, job: Job) {
-        self.ensure_started();
-        let mut st = self.lock();
-        st.seq += 1;
-        let seq = st.seq;
-        st.delayed.push(Reverse(Delayed { at: Instant::now() + delay, seq, job }));
+            let started =
+                std::thread::Builder::new().name(format!("{}-clock", self.name)).spawn(move || run(&inner));
+            if started.is_err() {
+                st.running = false;
+                tracing::error!("cannot start the clock thread of pool `{}`", self.name);
+            }
+        }
         drop(st);
         self.inner.cond.notify_one();
     }
 
-    /// Fires every delayed job now and stops the thread.
+    /// A slot beyond the fixed ones, for a task running outside the workers.
+    pub(crate) fn extra_slot(&self) -> usize {
+        let mut st = self.lock();
+        match st.free.pop() {
+            Some(i) => i,
+            None => {
+                st.slots.push(None);
+                st.slots.len() - 1
+            }
+        }
+    }
+
+    /// Times out `token`'s task `after` from now unless disarmed first.
+    pub(crate) fn arm(&self, slot: usize, token: CancelToken, after: Duration) {
+        let mut st = self.lock();
+        st.slots[slot] = Some((Instant::now() + after, token, after));
+        self.wake(st);
+    }
+
+    /// Clears a slot; an extra slot is given back.
+    pub(crate) fn disarm(&self, slot: usize) {
+        let mut st = self.lock();
+        st.slots[slot] = None;
+        if slot >= st.fixed {
+            st.free.push(slot);
+        }
+    }
+
+    /// Runs `job` on the clock thread after `delay`.
+    pub(crate) fn after(&self, delay: Duration, job: Job) {
+        let mut st = self.lock();
+        st.seq += 1;
+        let seq = st.seq;
+        st.delayed.push(Reverse(Delayed { at: Instant::now() + delay, seq, job }));
+        self.wake(st);
+    }
+
+    /// Runs every delayed job now, and from now on runs new ones at once.
+    pub(crate) fn flush(&self) {
+        let mut st = self.lock();
+        st.flush = true;
+        self.wake(st);
+    }
+
+    /// Lets the thread exit once nothing is armed or waiting.
     pub(crate) fn close(&self) {
-        self.lock().closed = true;
-        self.inner.cond.notify_one();
+        let mut st = self.lock();
+        st.closed = true;
+        self.wake(st);
     }
 }
 
@@ -120,11 +159,11 @@ fn run(inner: &Inner) {
     loop {
         let now = Instant::now();
         let mut due: Vec<Job> = Vec::new();
-        while st.delayed.peek().is_some_and(|d| st.closed || d.0.at <= now) {
+        while st.delayed.peek().is_some_and(|d| st.flush || d.0.at <= now) {
             due.push(st.delayed.pop().expect("peeked").0.job);
         }
         let mut expired = Vec::new();
-        for slot in st.armed.iter_mut() {
+        for slot in st.slots.iter_mut() {
             if slot.as_ref().is_some_and(|(at, _, _)| *at <= now) {
                 expired.push(slot.take().expect("checked"));
             }
@@ -140,11 +179,12 @@ fn run(inner: &Inner) {
             st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
             continue;
         }
-        if st.closed && st.delayed.is_empty() {
+        let next =
+            st.slots.iter().flatten().map(|(at, _, _)| *at).chain(st.delayed.peek().map(|d| d.0.at)).min();
+        if st.closed && next.is_none() {
+            st.running = false;
             return;
         }
-        let next =
-            st.armed.iter().flatten().map(|(at, _, _)| *at).chain(st.delayed.peek().map(|d| d.0.at)).min();
         st = match next {
             Some(at) => {
                 inner

@@ -7,14 +7,14 @@ mod clock;
 mod map;
 mod policy;
 mod stats;
-mod thread_pool;
+mod thread;
 
 use std::time::Duration;
 
 pub use map::{Map, MapUnordered};
 pub use policy::{QueuePolicy, RetryPolicy};
 pub use stats::{Percentiles, Stats};
-pub use thread_pool::{Rejected, ThreadPool, ThreadPoolBuilder};
+pub use thread::{Rejected, ThreadPool, ThreadPoolBuilder};
 
 use crate::handle::Handle;
 use crate::task::{Call, Task};
@@ -35,7 +35,8 @@ use crate::task::{Call, Task};
 pub struct Shutdown {
     /// Wait for the workers to finish (default true).
     pub wait: bool,
-    /// Resolve queued tasks as cancelled instead of running them (default false).
+    /// Resolve queued tasks (and tasks waiting to be retried) as cancelled instead of running
+    /// them (default false).
     pub cancel_pending: bool,
     /// With `wait`, give up waiting after this long (default: no limit).
     pub timeout: Option<Duration>,

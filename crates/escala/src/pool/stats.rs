@@ -46,12 +46,16 @@ pub struct Percentiles {
     pub max: Duration,
 }
 
-/// One worker's counters; only that worker writes them.
+/// One worker's counters (a caller-runs task writes worker 0's). Every started attempt
+/// ends as exactly one of `ok`, `err`, `requeued` (retried later) or `preempted` (a cancel
+/// wrote the outcome first); `skipped` counts tasks popped already resolved.
 pub(crate) struct WorkerStats {
     pub(crate) started: AtomicU64,
+    pub(crate) skipped: AtomicU64,
     pub(crate) ok: AtomicU64,
     pub(crate) err: AtomicU64,
-    pub(crate) discarded: AtomicU64,
+    pub(crate) requeued: AtomicU64,
+    pub(crate) preempted: AtomicU64,
     busy_ns: AtomicU64,
     hist: Box<[AtomicU64]>,
 }
@@ -60,19 +64,29 @@ impl WorkerStats {
     pub(crate) fn new() -> WorkerStats {
         WorkerStats {
             started: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
             ok: AtomicU64::new(0),
             err: AtomicU64::new(0),
-            discarded: AtomicU64::new(0),
+            requeued: AtomicU64::new(0),
+            preempted: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             hist: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
-    pub(crate) fn record(&self, took: Duration, ok: bool) {
+    /// Records one attempt's run time.
+    pub(crate) fn record(&self, took: Duration) {
         let ns = took.as_nanos().min(u64::MAX as u128) as u64;
         self.busy_ns.fetch_add(ns, Relaxed);
         self.hist[bucket(ns)].fetch_add(1, Relaxed);
-        if ok { &self.ok } else { &self.err }.fetch_add(1, Relaxed);
+    }
+
+    /// Sums one counter over the workers.
+    pub(crate) fn sum<'a>(
+        workers: impl Iterator<Item = &'a WorkerStats>,
+        f: fn(&WorkerStats) -> &AtomicU64,
+    ) -> u64 {
+        workers.map(|w| f(w).load(Relaxed)).sum()
     }
 }
 
@@ -145,7 +159,7 @@ mod tests {
     fn percentiles_from_histogram() {
         let w = WorkerStats::new();
         for i in 1..=100u64 {
-            w.record(Duration::from_micros(i), true);
+            w.record(Duration::from_micros(i));
         }
         let mut s = Stats::default();
         summarize(std::iter::once(&w), &mut s);
