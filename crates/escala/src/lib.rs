@@ -72,7 +72,8 @@ pub use error::{ErrorKind, ExitReason, Outcome, TaskError};
 pub use escala_macros::{main, task};
 pub use handle::{AsCompleted, CancelToken, Handle, TaskId, UnitKind, WaitFor, as_completed, wait};
 pub use pool::{
-    Executor, Percentiles, QueuePolicy, RetryPolicy, Shutdown, Stats, ThreadPool, ThreadPoolBuilder,
+    Executor, Percentiles, ProcessPool, ProcessPoolBuilder, QueuePolicy, RetryPolicy, Shutdown, Stats,
+    ThreadPool, ThreadPoolBuilder, WorkerProcess,
 };
 pub use runtime::{ExitGuard, ExitReport, init};
 pub use task::{Call, Task, registered_tasks};

@@ -72,16 +72,36 @@ impl<K: Task> std::fmt::Debug for Call<K> {
 pub(crate) enum Reply {
     Ok(Vec<u8>),
     Failed(String),
-    Panicked { message: String, location: Option<String> },
+    Panicked {
+        message: String,
+        location: Option<String>,
+    },
     Codec(String),
     Refused(String),
+    /// A pool worker dropped a prefetched job that was cancelled before it started.
+    Cancelled,
+}
+
+impl Reply {
+    /// The encoded value, or the error the reply reports.
+    pub(crate) fn into_result(self) -> Result<Vec<u8>, crate::ErrorKind> {
+        use crate::ErrorKind as K;
+        match self {
+            Reply::Ok(bytes) => Ok(bytes),
+            Reply::Failed(m) => Err(K::Failed(m)),
+            Reply::Panicked { message, location } => Err(K::Panicked { message, location }),
+            Reply::Codec(m) => Err(K::Codec(m)),
+            Reply::Refused(m) => Err(K::Refused(m)),
+            Reply::Cancelled => Err(K::Cancelled),
+        }
+    }
 }
 
 /// One entry of the task registry.
 #[doc(hidden)]
 pub struct Registration {
     pub(crate) name: &'static str,
-    pub(crate) invoke: fn(&[u8]) -> Reply,
+    pub(crate) invoke: fn(&[u8], crate::CancelToken) -> Reply,
 }
 
 impl Registration {
@@ -96,6 +116,17 @@ inventory::collect!(Registration);
 /// Finds a registered task by name.
 pub(crate) fn lookup(name: &str) -> Option<&'static Registration> {
     inventory::iter::<Registration>.into_iter().find(|r| r.name == name)
+}
+
+/// Runs the task registered as `name` on encoded arguments, in this process.
+pub(crate) fn run_by_name(name: &str, args: &[u8], token: crate::CancelToken) -> Reply {
+    match lookup(name) {
+        Some(reg) => (reg.invoke)(args, token),
+        None => {
+            let known = registered_tasks().join(", ");
+            Reply::Refused(format!("unknown task `{name}`; this binary registers: [{known}]"))
+        }
+    }
 }
 
 /// The names of every task registered in this binary, sorted.
@@ -122,14 +153,14 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     postcard::from_bytes(bytes).map_err(|e| e.to_string())
 }
 
-fn invoke<K: Task>(args: &[u8]) -> Reply {
+fn invoke<K: Task>(args: &[u8], token: crate::CancelToken) -> Reply {
     let args: K::Args = match decode(args) {
         Ok(a) => a,
         Err(e) => {
             return Reply::Codec(format!("cannot decode the arguments of `{}`: {e}", K::NAME));
         }
     };
-    match crate::unwind::run_task(crate::CancelToken::never(), || K::run(args)) {
+    match crate::unwind::run_task(token, || K::run(args)) {
         Ok(Ok(out)) => match encode(&out) {
             Ok(bytes) => Reply::Ok(bytes),
             Err(e) => Reply::Codec(format!("cannot encode the result of `{}`: {e}", K::NAME)),

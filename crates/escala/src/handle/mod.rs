@@ -101,9 +101,10 @@ impl From<String> for TaskName {
 /// Run once with the outcome — or with `None` when `.await` already took it.
 type Callback<T> = Box<dyn FnOnce(Option<&Outcome<T>>) + Send>;
 
-/// Told when a queued task is cancelled, so its queue can free the slot at once.
+/// Told when a pool task is cancelled: `discarded` when it had not started (its queue frees
+/// the slot at once), otherwise so the pool can stop it where it runs.
 pub(crate) trait QueueHook: Send + Sync {
-    fn discarded(&self);
+    fn cancelled(&self, core: &Core, discarded: bool);
 }
 
 enum Slot<T> {
@@ -626,12 +627,11 @@ impl<T> Handle<T> {
         }
         let core = &self.shared.core;
         core.request_cancel();
-        if core.try_discard() {
-            if let Some(q) = &core.queue {
-                q.discarded();
-            }
-        }
+        let discarded = core.try_discard();
         let won = self.shared.fail(ErrorKind::Cancelled);
+        if let Some(q) = core.queue.as_ref().filter(|_| won || discarded) {
+            q.cancelled(core, discarded);
+        }
         if won {
             let hook = self.shared.core.on_cancel.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(hook) = hook {

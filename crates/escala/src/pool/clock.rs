@@ -37,7 +37,15 @@ impl Ord for Delayed {
     }
 }
 
-type Armed = Option<(Instant, CancelToken, Duration)>;
+/// What an armed slot does when its time comes.
+enum Alarm {
+    /// Time out the task of this token (thread pools).
+    TimeOut(CancelToken, Duration),
+    /// Run this (process pools: stop the worker running the task).
+    Call(Job),
+}
+
+type Armed = Option<(Instant, Alarm)>;
 
 struct State {
     slots: Vec<Armed>,
@@ -117,7 +125,14 @@ impl Clock {
     /// Times out `token`'s task `after` from now unless disarmed first.
     pub(crate) fn arm(&self, slot: usize, token: CancelToken, after: Duration) {
         let mut st = self.lock();
-        st.slots[slot] = Some((Instant::now() + after, token, after));
+        st.slots[slot] = Some((Instant::now() + after, Alarm::TimeOut(token, after)));
+        self.wake(st);
+    }
+
+    /// Runs `f` at `at` unless the slot is disarmed or re-armed first.
+    pub(crate) fn arm_call(&self, slot: usize, at: Instant, f: Job) {
+        let mut st = self.lock();
+        st.slots[slot] = Some((at, Alarm::Call(f)));
         self.wake(st);
     }
 
@@ -164,14 +179,19 @@ fn run(inner: &Inner) {
         }
         let mut expired = Vec::new();
         for slot in st.slots.iter_mut() {
-            if slot.as_ref().is_some_and(|(at, _, _)| *at <= now) {
+            if slot.as_ref().is_some_and(|(at, _)| *at <= now) {
                 expired.push(slot.take().expect("checked"));
             }
         }
         if !due.is_empty() || !expired.is_empty() {
             drop(st);
-            for (_, token, after) in expired {
-                token.time_out(after);
+            for (_, alarm) in expired {
+                match alarm {
+                    Alarm::TimeOut(token, after) => {
+                        token.time_out(after);
+                    }
+                    Alarm::Call(f) => f(),
+                }
             }
             for job in due {
                 job();
@@ -180,7 +200,7 @@ fn run(inner: &Inner) {
             continue;
         }
         let next =
-            st.slots.iter().flatten().map(|(at, _, _)| *at).chain(st.delayed.peek().map(|d| d.0.at)).min();
+            st.slots.iter().flatten().map(|(at, _)| *at).chain(st.delayed.peek().map(|d| d.0.at)).min();
         if st.closed && next.is_none() {
             st.running = false;
             return;

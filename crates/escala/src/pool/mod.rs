@@ -6,6 +6,7 @@
 mod clock;
 mod map;
 mod policy;
+pub(crate) mod process;
 mod stats;
 mod thread;
 
@@ -13,7 +14,8 @@ use std::time::Duration;
 
 pub use map::{Map, MapUnordered};
 pub use policy::{QueuePolicy, RetryPolicy};
-pub use stats::{Percentiles, Stats};
+pub use process::{ProcessPool, ProcessPoolBuilder};
+pub use stats::{Percentiles, Stats, WorkerProcess};
 pub use thread::{Rejected, ThreadPool, ThreadPoolBuilder};
 
 use crate::handle::Handle;

@@ -31,6 +31,23 @@ pub struct Stats {
     pub busy: Duration,
     /// Run-time percentiles of finished tasks.
     pub latency: Percentiles,
+    /// Worker processes started to replace others (process pools).
+    pub restarts: u64,
+    /// Times a worker slot entered a crash loop and backed off (process pools).
+    pub crash_loops: u64,
+    /// The live worker processes (process pools).
+    pub processes: Vec<WorkerProcess>,
+}
+
+/// One live worker process of a process pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerProcess {
+    /// Its pid.
+    pub pid: u32,
+    /// Resident memory, sampled every 64 tasks.
+    pub rss_bytes: u64,
+    /// Tasks it ran.
+    pub tasks: u64,
 }
 
 /// Run-time percentiles (bucketed: within 25% of the true value).

@@ -18,7 +18,7 @@ pub(crate) fn run_if_child() {
     sys::forget_child_marker();
     let marker = marker.to_string_lossy().into_owned();
     let mut parts = marker.split(':');
-    let (Some("1"), Some(ppid), Some(max)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(mode @ ("1" | "2")), Some(ppid), Some(max)) = (parts.next(), parts.next(), parts.next()) else {
         fatal(&format!("{CHILD_ENV}={marker:?} is not a marker this build understands"));
     };
     let (Ok(ppid), Ok(max)) = (ppid.parse::<i32>(), max.parse::<usize>()) else {
@@ -29,6 +29,10 @@ pub(crate) fn run_if_child() {
         Ok(s) => s,
         Err(e) => fatal(&format!("{CHILD_ENV} is set but stdin is not an escala socket ({e})")),
     };
+    crate::runtime::mark_initialized();
+    if mode == "2" {
+        crate::pool::process::serve_worker(sock, max);
+    }
     // The request also carries the build id and the task name: allow for them.
     let (reply, max_reply) = match frame::read_frame(&mut sock, FrameKind::Request, max + REQUEST_OVERHEAD) {
         Ok(Some(bytes)) => match task::decode::<Request>(&bytes) {
@@ -38,45 +42,43 @@ pub(crate) fn run_if_child() {
         Ok(None) => std::process::exit(0), // the parent went away before asking
         Err(e) => (Reply::Codec(format!("cannot read the request: {e}")), max as u64),
     };
-    // The process ends when its task does, and so do the units the task started: the
-    // parent's handle resolves when this process has ended, as `multiprocessing` joins do.
+    let bytes = task::encode(&cap_reply(reply, max_reply)).unwrap_or_default();
+    let _ = frame::write_frame(&mut sock, FrameKind::Reply, &bytes);
+    finish_process();
+}
+
+/// Ends a child: the units its tasks started are joined or stopped (so the parent sees the
+/// process end when its work has, as `multiprocessing` joins do), output is flushed.
+pub(crate) fn finish_process() -> ! {
     drop(crate::runtime::ExitGuard::new());
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    let _ = frame::write_frame(&mut sock, FrameKind::Reply, &encode_capped(&reply, max_reply));
     std::process::exit(0);
 }
-
-/// Bytes the reply enum adds around its payload (tag and length prefix), at most.
-const REPLY_ENVELOPE: usize = 16;
 
 /// Room for the build id, the task name and the encoding around the arguments.
 const REQUEST_OVERHEAD: usize = 64 << 10;
 
-/// Encodes the reply; one over the parent's limit becomes a short codec error instead, so
-/// the parent never has to read (or the child to write) more than it agreed to.
-fn encode_capped(reply: &Reply, max: u64) -> Vec<u8> {
-    let bytes = task::encode(reply).unwrap_or_default();
-    // The limit is on the result itself; the reply's envelope adds a few bytes.
-    let payload = match reply {
-        Reply::Ok(result) => result.len(),
-        _ => bytes.len().saturating_sub(REPLY_ENVELOPE),
+/// The reply, or — when what it carries is over the parent's limit — a short codec error
+/// instead, so the parent never has to read (or the child to write) more than agreed.
+pub(crate) fn cap_reply(reply: Reply, max: u64) -> Reply {
+    let (what, len) = match &reply {
+        Reply::Ok(result) => ("result", result.len()),
+        Reply::Failed(m) => ("error message", m.len()),
+        Reply::Panicked { message, location } => {
+            ("panic message", message.len() + location.as_ref().map_or(0, String::len))
+        }
+        Reply::Codec(m) | Reply::Refused(m) => ("error report", m.len()),
+        Reply::Cancelled => return reply,
     };
-    if payload as u64 <= max {
-        return bytes;
+    if len as u64 <= max {
+        reply
+    } else {
+        Reply::Codec(format!("the task's {what} is {len} bytes, over the limit of {max} bytes"))
     }
-    let what = match reply {
-        Reply::Ok(_) => "result",
-        Reply::Failed(_) => "error message",
-        Reply::Panicked { .. } => "panic message",
-        Reply::Codec(_) | Reply::Refused(_) => "error report",
-    };
-    let short =
-        Reply::Codec(format!("the task's {what} is {} bytes, over the limit of {max} bytes", bytes.len()));
-    task::encode(&short).unwrap_or_default()
 }
 
-fn fatal(msg: &str) -> ! {
+pub(crate) fn fatal(msg: &str) -> ! {
     eprintln!("escala: error: {msg}");
     std::process::exit(2);
 }
@@ -90,10 +92,5 @@ pub(crate) fn serve(req: &Request) -> Reply {
             req.build
         ));
     }
-    let Some(reg) = task::lookup(&req.task) else {
-        let known = task::registered_tasks().join(", ");
-        return Reply::Refused(format!("unknown task `{}`; this binary registers: [{known}]", req.task));
-    };
-    crate::runtime::mark_initialized();
-    (reg.invoke)(&req.args)
+    task::run_by_name(&req.task, &req.args, crate::CancelToken::never())
 }

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 const MAGIC: [u8; 4] = *b"ESCF";
 /// Version of the frame protocol; a peer with another version is refused.
 pub(crate) const VERSION: u8 = 1;
-const HEADER: usize = 12;
+/// Size of a frame header.
+pub(crate) const HEADER: usize = 12;
 
 /// Default cap on one frame's payload: 64 MiB.
 pub(crate) const DEFAULT_MAX_FRAME: usize = 64 << 20;
@@ -24,6 +25,10 @@ pub(crate) const DEFAULT_MAX_FRAME: usize = 64 << 20;
 pub(crate) enum FrameKind {
     Request = 1,
     Reply = 2,
+    /// Pool messages from the parent to a worker.
+    ToWorker = 3,
+    /// Pool messages from a worker to the parent.
+    FromWorker = 4,
 }
 
 /// The parent's request: run this task with these encoded arguments.
@@ -52,18 +57,29 @@ pub(crate) enum FrameError {
     TooLarge { len: u64, max: usize },
 }
 
-/// Writes one frame.
+/// Writes one frame and flushes.
 pub(crate) fn write_frame(w: &mut impl Write, kind: FrameKind, payload: &[u8]) -> io::Result<()> {
+    write_frame_unflushed(w, kind, payload)?;
+    w.flush()
+}
+
+/// Writes one frame into a buffered writer, leaving the flush to the caller.
+pub(crate) fn write_frame_unflushed(w: &mut impl Write, kind: FrameKind, payload: &[u8]) -> io::Result<()> {
     let len = u32::try_from(payload.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 4 GiB"))?;
     let mut header = [0u8; HEADER];
+    fill_header(&mut header, kind, len);
+    w.write_all(&header)?;
+    w.write_all(payload)
+}
+
+/// Writes a header for a payload of `len` bytes into `header` (12 bytes).
+pub(crate) fn fill_header(header: &mut [u8], kind: FrameKind, len: u32) {
     header[..4].copy_from_slice(&MAGIC);
     header[4] = VERSION;
     header[5] = kind as u8;
+    header[6..8].fill(0);
     header[8..12].copy_from_slice(&len.to_le_bytes());
-    w.write_all(&header)?;
-    w.write_all(payload)?;
-    w.flush()
 }
 
 /// Reads one frame of `kind`. `Ok(None)` means the stream ended cleanly before a header.

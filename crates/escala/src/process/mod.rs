@@ -288,16 +288,14 @@ where
     drop(ours);
     let (status, lines) = reap(slot, pid, stderr);
     let _ = match outcome {
-        Exchange::Reply(Reply::Ok(bytes)) => match decode(&bytes) {
-            Ok(v) => c.ok(v),
-            Err(e) => c.fail(ErrorKind::Codec(format!("cannot decode the result: {e}"))),
+        Exchange::Reply(reply) => match reply.into_result() {
+            Ok(bytes) => match decode(&bytes) {
+                Ok(v) => c.ok(v),
+                Err(e) => c.fail(ErrorKind::Codec(format!("cannot decode the result: {e}"))),
+            },
+            Err(kind) => c.fail(kind),
         },
-        Exchange::Reply(Reply::Failed(m)) => c.fail(ErrorKind::Failed(m)),
-        Exchange::Reply(Reply::Panicked { message, location }) => {
-            c.fail(ErrorKind::Panicked { message, location })
-        }
-        Exchange::Reply(Reply::Codec(m)) | Exchange::Broken(m) => c.fail(ErrorKind::Codec(m)),
-        Exchange::Reply(Reply::Refused(m)) => c.fail(ErrorKind::Refused(m)),
+        Exchange::Broken(m) => c.fail(ErrorKind::Codec(m)),
         Exchange::Lost => lost(&c, status, lines),
     };
 }
@@ -379,7 +377,7 @@ fn exchange(sock: &mut UnixStream, req: &Request, max: usize) -> Exchange {
 pub(crate) type StderrTail = std::thread::JoinHandle<VecDeque<String>>;
 
 /// Passes the child's stderr through, keeping its last `n` lines.
-fn tee_stderr(src: impl std::io::Read + Send + 'static, n: usize) -> StderrTail {
+pub(crate) fn tee_stderr(src: impl std::io::Read + Send + 'static, n: usize) -> StderrTail {
     std::thread::spawn(move || {
         let mut last = VecDeque::with_capacity(n);
         let mut out = std::io::stderr();

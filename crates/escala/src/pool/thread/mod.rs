@@ -95,9 +95,12 @@ impl PoolShared {
 }
 
 impl QueueHook for PoolShared {
-    fn discarded(&self) {
-        self.cancelled_queued.fetch_add(1, Relaxed);
-        self.wake_blocked();
+    fn cancelled(&self, _core: &crate::handle::Core, discarded: bool) {
+        // A running task sees its token; only a queued one needs the pool.
+        if discarded {
+            self.cancelled_queued.fetch_add(1, Relaxed);
+            self.wake_blocked();
+        }
     }
 }
 

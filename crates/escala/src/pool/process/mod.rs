@@ -1,0 +1,429 @@
+//! [`ProcessPool`]: persistent worker processes that survive crashes, stop runaway tasks,
+//! recycle themselves and batch tiny tasks with nothing to tune. The protocol and the
+//! task state machine are in `README.md` beside this file.
+
+mod builder;
+mod child;
+mod pending;
+mod slot;
+mod wire;
+mod writer;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+pub use builder::ProcessPoolBuilder;
+pub(crate) use child::serve_worker;
+use pending::{Pending, Sink, Typed};
+use slot::Slot;
+
+use super::clock::Clock;
+use super::policy::{QueuePolicy, RetryPolicy};
+use super::stats::{Stats, summarize};
+use super::{Executor, Shutdown};
+use crate::error::ErrorKind;
+use crate::events::{self, EventKind};
+use crate::handle::{CancelToken, Core, Handle, QueueHook, TaskName, UnitKind, pair_queued};
+use crate::task::{self, Call, Task};
+
+/// Settings fixed when the pool is built.
+struct Config {
+    timeout: Option<Duration>,
+    retry: RetryPolicy,
+    max_frame: usize,
+    max_tasks: Option<u64>,
+    max_rss: Option<u64>,
+    idle: Option<Duration>,
+    crash_max: usize,
+    crash_window: Duration,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    grace: Duration,
+    stderr_tail: usize,
+    init: Option<(String, Vec<u8>)>,
+    cap: Option<(usize, QueuePolicy)>,
+    window: usize,
+}
+
+struct Shared {
+    /// This pool, for timers that must not keep it alive.
+    me: std::sync::Weak<Shared>,
+    name: Arc<str>,
+    cfg: Config,
+    /// Submissions; `None` once shut down.
+    tx: RwLock<Option<Sender<Pending>>>,
+    /// Tasks handed back by a dead or retiring worker, and retries. Never closed, so the
+    /// queue stays open while the slots need it; `closed` says when to stop.
+    requeue: Sender<Pending>,
+    rx: Receiver<Pending>,
+    /// Disconnected at shutdown: wakes writers waiting for work.
+    close_tx: Mutex<Option<Sender<()>>>,
+    close_rx: Receiver<()>,
+    slots: Box<[Slot]>,
+    clock: Clock,
+    cancelling: AtomicBool,
+    /// Retries waiting on the clock.
+    retry_pending: AtomicUsize,
+    queued: AtomicI64,
+    submitted: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    cancelled: AtomicU64,
+    rejected: AtomicU64,
+    retried: AtomicU64,
+    restarts: AtomicU64,
+    crash_loops: AtomicU64,
+    /// `escala::init()` ran, so workers can start.
+    ready: bool,
+    space: (Mutex<()>, Condvar),
+    live: Mutex<usize>,
+    ended: Condvar,
+    /// Wakes slot threads sleeping out a crash-loop backoff at shutdown.
+    nap: (Mutex<()>, Condvar),
+}
+
+impl Shared {
+    fn is_closed(&self) -> bool {
+        self.tx.read().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+
+    /// True when no work is left for any worker: closed, queue empty, no retry pending.
+    fn finished(&self) -> bool {
+        self.is_closed() && self.rx.is_empty() && self.retry_pending.load(SeqCst) == 0
+    }
+
+    /// Puts a task back in the queue (a worker died or retired holding it, or a retry).
+    fn put_back(&self, p: Pending) {
+        p.sink.core().requeue();
+        self.queued.fetch_add(1, SeqCst);
+        // Cannot fail: `rx` lives in `self`.
+        let _ = self.requeue.send(p);
+    }
+
+    /// Counts an outcome this pool wrote (`won`): a value (`err: None`), a cancellation or
+    /// a failure. Outcomes written first by a cancel or the clock were counted there.
+    fn count(&self, won: bool, err: Option<&ErrorKind>) {
+        if !won {
+            return;
+        }
+        let counter = match err {
+            None => &self.completed,
+            Some(ErrorKind::Cancelled) => &self.cancelled,
+            Some(_) => &self.failed,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Ends a task with an error, or schedules its retry when the policy allows.
+    fn fail_or_retry(self: &Arc<Self>, p: Pending, kind: ErrorKind) {
+        if p.sink.is_done() || !self.cfg.retry.should_retry(&kind, p.attempt) {
+            let won = p.sink.settle(Err(kind.clone()));
+            self.count(won, Some(&kind));
+            return;
+        }
+        let delay = self.cfg.retry.delay(p.attempt);
+        self.retried.fetch_add(1, Relaxed);
+        if events::enabled() {
+            events::emit(
+                p.sink.core(),
+                EventKind::Retried { attempt: p.attempt + 1, delay_ms: delay.as_millis() as u64 },
+            );
+        }
+        self.retry_pending.fetch_add(1, SeqCst);
+        let pool = self.clone();
+        let mut p = p;
+        p.attempt += 1;
+        self.clock.after(
+            delay,
+            Box::new(move || {
+                if pool.cancelling.load(SeqCst) {
+                    let won = p.sink.settle(Err(ErrorKind::Cancelled));
+                    pool.count(won, Some(&ErrorKind::Cancelled));
+                } else {
+                    pool.put_back(p);
+                }
+                pool.retry_pending.fetch_sub(1, SeqCst);
+            }),
+        );
+    }
+
+    fn wake_blocked(&self) {
+        let _g = self.space.0.lock();
+        self.space.1.notify_all();
+    }
+
+    fn slot_ended(&self) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        *live -= 1;
+        if *live == 0 {
+            self.clock.close();
+        }
+        self.ended.notify_all();
+    }
+}
+
+impl QueueHook for Shared {
+    fn cancelled(&self, core: &Core, discarded: bool) {
+        self.cancelled.fetch_add(1, Relaxed);
+        if discarded {
+            self.queued.fetch_sub(1, SeqCst);
+            self.wake_blocked();
+            return;
+        }
+        // Sent to a worker: tell it; a running task then gets the grace period.
+        for slot in self.slots.iter() {
+            if slot.cancel(core.id.0, self) {
+                return;
+            }
+        }
+    }
+}
+
+/// A pool of worker processes running registered tasks, each with its own [`Handle`].
+///
+/// A worker that dies (panic=abort, SIGKILL, OOM kill, `exit`) fails only the task it was
+/// running — [`ErrorKind::WorkerLost`] with the signal's name or the exit code and its last
+/// stderr lines, or a retry if the policy says so — and is replaced; tasks it had prefetched
+/// go back to the queue. Timeouts and `cancel()` stop the task: its token first, then SIGTERM,
+/// then SIGKILL of that worker alone. Dropping the pool finishes queued work.
+///
+/// The binary must start with `escala::init()` (or `#[escala::main]`).
+///
+/// # Examples
+///
+/// ```
+/// use escala::{Executor, ProcessPool};
+///
+/// #[escala::task]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// fn main() {
+///     let _exit = escala::init();
+///     let pool = ProcessPool::new(2);
+///     let squares: Vec<u64> = pool.map_tasks((1..=4).map(square::call)).map(Result::unwrap).collect();
+///     assert_eq!(squares, vec![1, 4, 9, 16]);
+/// }
+/// ```
+pub struct ProcessPool {
+    shared: Arc<Shared>,
+}
+
+impl ProcessPool {
+    /// A pool of `size` workers with the defaults.
+    pub fn new(size: usize) -> ProcessPool {
+        ProcessPool::builder().size(size).build()
+    }
+
+    /// Worker count.
+    pub fn size(&self) -> usize {
+        self.shared.slots.len()
+    }
+
+    /// The pids of the live workers.
+    pub fn pids(&self) -> Vec<u32> {
+        self.shared.slots.iter().filter_map(Slot::pid).collect()
+    }
+
+    fn admit(&self) -> Result<(), String> {
+        let p = &self.shared;
+        if p.is_closed() {
+            return Err("the pool is shut down".into());
+        }
+        let Some((cap, policy)) = p.cfg.cap else { return Ok(()) };
+        let full = || p.queued.load(SeqCst) >= cap as i64;
+        if !full() {
+            return Ok(());
+        }
+        match policy {
+            QueuePolicy::Reject => Err(format!("the queue is full ({cap} tasks)")),
+            // A registered task can run anywhere: here, in the caller, is one place.
+            QueuePolicy::CallerRuns => Ok(()),
+            QueuePolicy::Block => {
+                let mut g = p.space.0.lock().unwrap_or_else(|e| e.into_inner());
+                while full() && !p.is_closed() {
+                    g = p
+                        .space
+                        .1
+                        .wait_timeout(g, Duration::from_millis(50))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                if p.is_closed() { Err("the pool is shut down".into()) } else { Ok(()) }
+            }
+        }
+    }
+
+    /// Queues one call of a registered task.
+    pub fn submit_task<K: Task>(&self, call: Call<K>) -> Handle<K::Output> {
+        let p = &self.shared;
+        let hook = p.clone() as Arc<dyn QueueHook>;
+        let (handle, c) = pair_queued::<K::Output>(TaskName::Static(K::NAME), UnitKind::PoolTask, Some(hook));
+        if !p.ready {
+            let why = "process pools need `escala::init()` (or #[escala::main]) at the start of main";
+            c.fail(ErrorKind::Spawn(why.into()));
+            return handle;
+        }
+        let args = match task::encode(call.args()) {
+            Ok(a) if a.len() > p.cfg.max_frame => {
+                let why = format!(
+                    "the arguments are {} bytes, over the limit of {} bytes",
+                    a.len(),
+                    p.cfg.max_frame
+                );
+                c.fail(ErrorKind::Codec(why));
+                return handle;
+            }
+            Ok(a) => a,
+            Err(e) => {
+                c.fail(ErrorKind::Codec(format!("cannot encode the arguments: {e}")));
+                return handle;
+            }
+        };
+        if let Err(why) = self.admit() {
+            p.rejected.fetch_add(1, Relaxed);
+            c.fail(ErrorKind::Rejected(why));
+            return handle;
+        }
+        if matches!(p.cfg.cap, Some((cap, QueuePolicy::CallerRuns)) if p.queued.load(SeqCst) >= cap as i64) {
+            // The queue is full: run it here, on the caller's thread, in this process.
+            p.submitted.fetch_add(1, Relaxed);
+            let result = task::run_by_name(K::NAME, &args, CancelToken::of(&c)).into_result();
+            let err = result.as_ref().err().cloned();
+            let sink = Typed { c, decode: task::decode::<K::Output> };
+            let won = sink.settle(result);
+            p.count(won, err.as_ref());
+            return handle;
+        }
+        let pending = Pending {
+            id: handle.id().0,
+            task: K::NAME,
+            args: args.into(),
+            attempt: 1,
+            sink: Box::new(Typed { c, decode: task::decode::<K::Output> }),
+        };
+        if events::enabled() {
+            events::emit(pending.sink.core(), EventKind::Queued);
+        }
+        p.submitted.fetch_add(1, Relaxed);
+        p.queued.fetch_add(1, SeqCst);
+        let tx = p.tx.read().unwrap_or_else(|e| e.into_inner());
+        let refused = match tx.as_ref() {
+            Some(tx) => tx.send(pending).err().map(|e| e.into_inner()),
+            None => Some(pending),
+        };
+        drop(tx);
+        if let Some(back) = refused {
+            // Shut down between admission and send.
+            p.submitted.fetch_sub(1, Relaxed);
+            p.queued.fetch_sub(1, SeqCst);
+            p.rejected.fetch_add(1, Relaxed);
+            back.sink.settle(Err(ErrorKind::Rejected("the pool is shut down".into())));
+        }
+        handle
+    }
+
+    /// Stops accepting work and ends the workers; see [`Shutdown`]. Queued tasks run unless
+    /// `cancel_pending` (which also cancels tasks prefetched by workers and retries waiting
+    /// out their backoff). Returns `true` when every worker has ended. Idempotent.
+    pub fn shutdown(&self, how: Shutdown) -> bool {
+        let p = &self.shared;
+        drop(p.tx.write().unwrap_or_else(|e| e.into_inner()).take());
+        p.wake_blocked();
+        if how.cancel_pending {
+            p.cancelling.store(true, SeqCst);
+            while let Ok(job) = p.rx.try_recv() {
+                p.queued.fetch_sub(1, SeqCst);
+                job.sink.core().try_discard();
+                let won = job.sink.settle(Err(ErrorKind::Cancelled));
+                p.count(won, Some(&ErrorKind::Cancelled));
+            }
+            for slot in p.slots.iter() {
+                slot.cancel_prefetched(p);
+            }
+        }
+        p.clock.flush();
+        drop(p.close_tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        {
+            let _g = p.nap.0.lock();
+            p.nap.1.notify_all();
+        }
+        let mut live = p.live.lock().unwrap_or_else(|e| e.into_inner());
+        if how.wait {
+            let deadline = how.timeout.map(|t| Instant::now() + t);
+            while *live > 0 {
+                live = match deadline {
+                    None => p.ended.wait(live).unwrap_or_else(|e| e.into_inner()),
+                    Some(d) => match d.checked_duration_since(Instant::now()) {
+                        None => break,
+                        Some(left) => p.ended.wait_timeout(live, left).unwrap_or_else(|e| e.into_inner()).0,
+                    },
+                };
+            }
+        }
+        *live == 0
+    }
+
+    /// A snapshot of the counters, with each worker's pid, RSS and task count.
+    pub fn stats(&self) -> Stats {
+        let p = &self.shared;
+        let mut running = 0;
+        let mut prefetched = 0;
+        let mut processes = Vec::new();
+        for slot in p.slots.iter() {
+            let (n, info) = slot.snapshot();
+            running += u64::from(n > 0);
+            prefetched += n.saturating_sub(1) as u64;
+            processes.extend(info);
+        }
+        let mut s = Stats {
+            workers: p.slots.len(),
+            submitted: p.submitted.load(Relaxed),
+            running,
+            queued: p.queued.load(SeqCst).max(0) as u64 + prefetched,
+            completed: p.completed.load(Relaxed),
+            failed: p.failed.load(Relaxed),
+            cancelled: p.cancelled.load(Relaxed),
+            rejected: p.rejected.load(Relaxed),
+            retried: p.retried.load(Relaxed),
+            restarts: p.restarts.load(Relaxed),
+            crash_loops: p.crash_loops.load(Relaxed),
+            processes,
+            ..Stats::default()
+        };
+        summarize(p.slots.iter().map(|s| &s.stats), &mut s);
+        s
+    }
+}
+
+impl Executor for ProcessPool {
+    fn submit_task<K: Task>(&self, call: Call<K>) -> Handle<K::Output> {
+        ProcessPool::submit_task(self, call)
+    }
+
+    fn shutdown(&self, how: Shutdown) -> bool {
+        ProcessPool::shutdown(self, how)
+    }
+
+    fn stats(&self) -> Stats {
+        ProcessPool::stats(self)
+    }
+
+    fn map_window(&self) -> usize {
+        self.shared.cfg.window
+    }
+}
+
+impl Drop for ProcessPool {
+    fn drop(&mut self) {
+        self.shutdown(Shutdown::default());
+    }
+}
+
+impl std::fmt::Debug for ProcessPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessPool").field("name", &self.shared.name).field("size", &self.size()).finish()
+    }
+}
