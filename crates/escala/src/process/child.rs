@@ -18,14 +18,18 @@ pub(crate) fn run_if_child() {
     sys::forget_child_marker();
     let marker = marker.to_string_lossy().into_owned();
     let mut parts = marker.split(':');
-    let (Some(mode @ ("1" | "2")), Some(ppid), Some(max)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(mode @ ("1" | "2" | "3")), Some(ppid), Some(max)) = (parts.next(), parts.next(), parts.next())
+    else {
         fatal(&format!("{CHILD_ENV}={marker:?} is not a marker this build understands"));
     };
     let (Ok(ppid), Ok(max)) = (ppid.parse::<i32>(), max.parse::<usize>()) else {
         fatal(&format!("{CHILD_ENV}={marker:?} is malformed"));
     };
     sys::die_with_parent(ppid);
-    let mut sock = match sys::take_request_socket() {
+    if mode == "3" {
+        super::zygote::server::serve(max);
+    }
+    let sock = match sys::take_request_socket() {
         Ok(s) => s,
         Err(e) => fatal(&format!("{CHILD_ENV} is set but stdin is not an escala socket ({e})")),
     };
@@ -33,6 +37,12 @@ pub(crate) fn run_if_child() {
     if mode == "2" {
         crate::pool::process::serve_worker(sock, max);
     }
+    serve_unit(sock, max);
+}
+
+/// Serves one process unit on `sock`: one request, one reply, then the process ends.
+pub(crate) fn serve_unit(mut sock: std::os::unix::net::UnixStream, max: usize) -> ! {
+    crate::runtime::mark_initialized();
     // The request also carries the build id and the task name: allow for them.
     let (reply, max_reply) = match frame::read_frame(&mut sock, FrameKind::Request, max + REQUEST_OVERHEAD) {
         Ok(Some(bytes)) => match task::decode::<Request>(&bytes) {

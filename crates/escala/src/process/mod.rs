@@ -16,6 +16,7 @@ mod command;
 pub(crate) mod frame;
 mod slot;
 pub(crate) mod sys;
+mod zygote;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -258,7 +259,8 @@ struct Job<D> {
     decode: D,
 }
 
-/// Owns one task child from spawn to reap, and resolves its handle.
+/// Owns one task child from spawn to reap, and resolves its handle. The child is forked by
+/// the zygote when it can be, re-executed otherwise.
 fn run_child<T, D>(c: Completer<T>, slot: &ChildSlot, started: Started, job: Job<D>, tail: usize, max: usize)
 where
     D: Fn(&[u8]) -> Result<T, String>,
@@ -271,12 +273,25 @@ where
             return;
         }
     };
-    cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
-    if tail > 0 {
-        cmd.stderr(Stdio::piped());
-    }
-    let Some((pid, stderr)) = spawn_into(&c, slot, &mut cmd, tail, "cannot re-execute this binary") else {
-        return;
+    let forked =
+        zygote::get(max).and_then(|z| fork_unit(&c, slot, &z, OwnedFd::from(theirs.try_clone().ok()?), tail));
+    let (pid, stderr, reports) = match forked {
+        Some((pid, stderr, reports)) => {
+            // The zygote's child has its own copy; ours must close, or its death is no EOF.
+            drop(theirs);
+            (pid, stderr, Some(reports))
+        }
+        None => {
+            cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
+            if tail > 0 {
+                cmd.stderr(Stdio::piped());
+            }
+            let Some((pid, stderr)) = spawn_into(&c, slot, &mut cmd, tail, "cannot re-execute this binary")
+            else {
+                return;
+            };
+            (pid, stderr, None)
+        }
     };
     drop(cmd); // closes our copy of the child's socket end
     started.done();
@@ -286,7 +301,23 @@ where
         slot.signal(Signal::SIGKILL);
     }
     drop(ours);
-    let (status, lines) = reap(slot, pid, stderr);
+    let (status, lines) = match reports {
+        Some(reports) => {
+            let status = loop {
+                match reports.recv() {
+                    Ok(zygote::Report::Exited(raw)) => {
+                        break Some(std::os::unix::process::ExitStatusExt::from_raw(raw));
+                    }
+                    Ok(zygote::Report::Forked(_)) => continue,
+                    _ => break None,
+                }
+            };
+            slot.set_reaped(status);
+            let lines = stderr.and_then(|t| t.join().ok()).map(Vec::from).unwrap_or_default();
+            (slot.reap().map(ExitReason::from_status), lines)
+        }
+        None => reap(slot, pid, stderr),
+    };
     let _ = match outcome {
         Exchange::Reply(reply) => match reply.into_result() {
             Ok(bytes) => match decode(&bytes) {
@@ -298,6 +329,34 @@ where
         Exchange::Broken(m) => c.fail(ErrorKind::Codec(m)),
         Exchange::Lost => lost(&c, status, lines),
     };
+}
+
+/// Has the zygote fork the unit's child; `None` if it could not (then re-execute instead).
+fn fork_unit<T>(
+    c: &Completer<T>,
+    slot: &ChildSlot,
+    z: &Arc<zygote::Zygote>,
+    sock: OwnedFd,
+    tail: usize,
+) -> Option<(u32, Option<StderrTail>, crossbeam_channel::Receiver<zygote::Report>)> {
+    let (err_r, err_w) = if tail > 0 {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    let reports = z.spawn(c.core().id.0, sock, err_w);
+    let pid = match reports.recv() {
+        Ok(zygote::Report::Forked(pid)) => pid,
+        _ => return None,
+    };
+    c.core().set_pid(pid);
+    slot.put_remote(pid, z.clone());
+    if events::enabled() {
+        events::emit(c.core(), EventKind::Started);
+    }
+    let stderr = err_r.map(|r| tee_stderr(std::fs::File::from(r), tail));
+    Some((pid, stderr, reports))
 }
 
 /// Spawns `cmd` and hands the child to `slot`; on failure resolves the handle and says so.

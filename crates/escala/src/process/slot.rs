@@ -2,13 +2,14 @@
 //! policy. The child is reaped only under the slot's lock, so a signal sent through the slot
 //! never reaches a recycled pid.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use nix::sys::signal::Signal;
 
 use super::sys;
+use super::zygote::Zygote;
 use crate::handle::Handle;
 
 pub(crate) struct ChildSlot {
@@ -17,6 +18,8 @@ pub(crate) struct ChildSlot {
 
 struct Slot {
     child: Option<std::process::Child>,
+    /// A child forked by the zygote: signalled through it, reaped by it.
+    remote: Option<(u32, Arc<Zygote>)>,
     status: Option<std::process::ExitStatus>,
     /// A stop signal asked for before the child existed, sent as soon as it does.
     early: Option<Signal>,
@@ -24,7 +27,7 @@ struct Slot {
 
 impl ChildSlot {
     pub(crate) fn new() -> ChildSlot {
-        ChildSlot { child: Mutex::new(Slot { child: None, status: None, early: None }) }
+        ChildSlot { child: Mutex::new(Slot { child: None, remote: None, status: None, early: None }) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
@@ -40,6 +43,22 @@ impl ChildSlot {
         s.child = Some(child);
     }
 
+    /// Hands a child forked by the zygote to the slot.
+    pub(crate) fn put_remote(&self, pid: u32, zygote: Arc<Zygote>) {
+        let mut s = self.lock();
+        if let Some(sig) = s.early.take() {
+            zygote.signal(pid, sig);
+        }
+        s.remote = Some((pid, zygote));
+    }
+
+    /// Records the status the zygote reaped (or `None`: lost with the zygote).
+    pub(crate) fn set_reaped(&self, status: Option<std::process::ExitStatus>) {
+        let mut s = self.lock();
+        s.remote = None;
+        s.status = status.or(Some(std::os::unix::process::ExitStatusExt::from_raw(Signal::SIGKILL as i32)));
+    }
+
     /// Sends `sig` to the child if it has not been reaped.
     pub(crate) fn signal(&self, sig: Signal) {
         let mut s = self.lock();
@@ -52,7 +71,10 @@ impl ChildSlot {
                 Ok(Some(st)) => s.status = Some(st),
                 Err(_) => {}
             },
-            None => s.early = Some(sig),
+            None => match &s.remote {
+                Some((pid, z)) => z.signal(*pid, sig),
+                None => s.early = Some(sig),
+            },
         }
     }
 

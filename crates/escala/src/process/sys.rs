@@ -70,3 +70,64 @@ pub(crate) fn wait_exit_no_reap(pid: u32) {
         }
     }
 }
+
+/// A connected pair of `SOCK_SEQPACKET` sockets (message boundaries kept), close-on-exec.
+pub(crate) fn seqpacket_pair() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    Ok(socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?)
+}
+
+/// Sends one message with file descriptors attached.
+pub(crate) fn send_with_fds(
+    sock: std::os::fd::BorrowedFd<'_>,
+    msg: &[u8],
+    fds: &[std::os::fd::RawFd],
+) -> std::io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
+    use std::os::fd::AsRawFd;
+    let iov = [std::io::IoSlice::new(msg)];
+    let cmsgs: Vec<ControlMessage<'_>> =
+        if fds.is_empty() { Vec::new() } else { vec![ControlMessage::ScmRights(fds)] };
+    sendmsg::<UnixAddr>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None)?;
+    Ok(())
+}
+
+/// Receives one message (at most `buf.len()` bytes) and the descriptors attached to it.
+/// `Ok(0)` bytes means the peer closed.
+pub(crate) fn recv_with_fds(
+    sock: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = loop {
+        match recvmsg::<UnixAddr>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            for fd in raw {
+                // SAFETY: the kernel installed these descriptors in this process for this
+                // message (SCM_RIGHTS); nothing else knows them, so we are their only owner.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// Forks this process. Only for the fork server, which is single-threaded.
+///
+/// # Safety
+///
+/// The calling process must have exactly one thread: after `fork` only async-signal-safe
+/// work is sound in the child of a multi-threaded process.
+pub(crate) unsafe fn fork() -> std::io::Result<nix::unistd::ForkResult> {
+    // SAFETY: the caller promises a single-threaded process (see above).
+    Ok(unsafe { nix::unistd::fork() }?)
+}
