@@ -25,7 +25,9 @@ pub struct TaskId(pub u64);
 
 impl TaskId {
     pub(crate) fn next() -> TaskId {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
+        // Padded: its neighbours are read by every worker for every task.
+        static NEXT: crossbeam_utils::CachePadded<AtomicU64> =
+            crossbeam_utils::CachePadded::new(AtomicU64::new(1));
         TaskId(NEXT.fetch_add(1, Ordering::Relaxed))
     }
 }

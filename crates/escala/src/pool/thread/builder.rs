@@ -112,7 +112,7 @@ impl ThreadPoolBuilder {
         let size = self.size.unwrap_or_else(default_size);
         let (tx, rx) = crossbeam_channel::unbounded();
         let name: Arc<str> = self.name.into();
-        let shared = Arc::new(PoolShared {
+        let shared = Arc::new(CachePadded::new(PoolShared {
             name: name.clone(),
             tx: RwLock::new(Some(tx)),
             rx,
@@ -120,8 +120,8 @@ impl ThreadPoolBuilder {
             space: Condvar::new(),
             space_lock: Mutex::new(()),
             blocked: AtomicUsize::new(0),
-            submitted: AtomicU64::new(0),
-            enqueued: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            submits: CachePadded::default(),
             rejected: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             cancelled_queued: AtomicU64::new(0),
@@ -135,7 +135,7 @@ impl ThreadPoolBuilder {
             live: Mutex::new(size),
             ended: Condvar::new(),
             window: self.window.unwrap_or((4 * size).max(16)),
-        });
+        }));
         for index in 0..size {
             let pool = shared.clone();
             let init = self.init.clone();

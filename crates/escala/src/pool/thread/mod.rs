@@ -31,6 +31,20 @@ use crate::handle::{Completer, Handle, QueueHook, TaskName, UnitKind, pair, pair
 use crate::task::{self, Call, Task};
 
 type Job = Box<dyn FnOnce(&Worker<'_>) + Send>;
+
+/// The pool as tasks and workers hold it. Padded so that the reference count, written by
+/// the submitting thread for every task (the queue hook), shares no cache line with the
+/// fields the workers read.
+type PoolRef = Arc<CachePadded<PoolShared>>;
+
+/// Counters only the submitting side writes, on a cache line of their own.
+#[derive(Default)]
+struct Submits {
+    /// Tasks accepted.
+    submitted: AtomicU64,
+    /// Jobs put in the queue: first attempts, retries, caller-runs.
+    enqueued: AtomicU64,
+}
 type Init = Arc<dyn Fn(usize) + Send + Sync>;
 
 struct PoolShared {
@@ -41,10 +55,9 @@ struct PoolShared {
     space: Condvar,
     space_lock: Mutex<()>,
     blocked: AtomicUsize,
-    /// Tasks accepted.
-    submitted: AtomicU64,
-    /// Jobs put in the queue: first attempts, retries, caller-runs.
-    enqueued: AtomicU64,
+    /// Set by `shutdown` before the sender is dropped: one load instead of a lock.
+    closed: AtomicBool,
+    submits: CachePadded<Submits>,
     rejected: AtomicU64,
     retried: AtomicU64,
     cancelled_queued: AtomicU64,
@@ -69,11 +82,11 @@ impl PoolShared {
     fn queued(&self) -> u64 {
         let popped = self.sum(|w| &w.started) + self.sum(|w| &w.skipped);
         let gone = popped + self.cancelled_queued.load(Relaxed) + self.drained.load(Relaxed);
-        self.enqueued.load(Relaxed).saturating_sub(gone)
+        self.submits.enqueued.load(Relaxed).saturating_sub(gone)
     }
 
     fn is_closed(&self) -> bool {
-        self.tx.read().unwrap_or_else(|e| e.into_inner()).is_none()
+        self.closed.load(SeqCst)
     }
 
     /// Wakes submitters blocked on a full queue.
@@ -94,7 +107,7 @@ impl PoolShared {
     }
 }
 
-impl QueueHook for PoolShared {
+impl QueueHook for CachePadded<PoolShared> {
     fn cancelled(&self, _core: &crate::handle::Core, discarded: bool) {
         // A running task sees its token; only a queued one needs the pool.
         if discarded {
@@ -119,7 +132,7 @@ impl QueueHook for PoolShared {
 /// assert_eq!(squares, vec![0, 1, 4]);
 /// ```
 pub struct ThreadPool {
-    shared: Arc<PoolShared>,
+    shared: PoolRef,
 }
 
 enum Admit {
@@ -191,8 +204,8 @@ impl ThreadPool {
                 return handle;
             }
             Admit::RunHere => {
-                p.submitted.fetch_add(1, Relaxed);
-                p.enqueued.fetch_add(1, Relaxed);
+                p.submits.submitted.fetch_add(1, Relaxed);
+                p.submits.enqueued.fetch_add(1, Relaxed);
                 // On the caller's thread, counted on worker 0's books, with its own timeout slot.
                 body(&Worker { stats: &p.workers[0], slot: None, pool: p, mode: Mode::Run }, c);
                 return handle;
@@ -201,12 +214,12 @@ impl ThreadPool {
         if events::enabled() {
             events::emit(c.core(), EventKind::Queued);
         }
-        p.submitted.fetch_add(1, Relaxed);
-        p.enqueued.fetch_add(1, Relaxed);
+        p.submits.submitted.fetch_add(1, Relaxed);
+        p.submits.enqueued.fetch_add(1, Relaxed);
         if let Err(job) = p.send(Box::new(move |w: &Worker<'_>| body(w, c))) {
             // Shut down between admission and send.
-            p.submitted.fetch_sub(1, Relaxed);
-            p.enqueued.fetch_sub(1, Relaxed);
+            p.submits.submitted.fetch_sub(1, Relaxed);
+            p.submits.enqueued.fetch_sub(1, Relaxed);
             p.rejected.fetch_add(1, Relaxed);
             job(&Worker { stats: &p.workers[0], slot: None, pool: p, mode: Mode::Reject });
         }
@@ -416,6 +429,7 @@ impl ThreadPool {
     /// one of its own tasks, it does not wait (that would wait for itself).
     pub fn shutdown(&self, how: Shutdown) -> bool {
         let p = &self.shared;
+        p.closed.store(true, SeqCst);
         drop(p.tx.write().unwrap_or_else(|e| e.into_inner()).take());
         {
             let _g = p.space_lock.lock();
@@ -465,7 +479,7 @@ impl ThreadPool {
         let (requeued, preempted) = (p.sum(|w| &w.requeued), p.sum(|w| &w.preempted));
         let mut s = Stats {
             workers: p.workers.len(),
-            submitted: p.submitted.load(Relaxed),
+            submitted: p.submits.submitted.load(Relaxed),
             completed: ok,
             failed: err,
             cancelled: p.cancelled_queued.load(Relaxed)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use super::{Init, Job, PoolShared};
+use super::{Init, Job, PoolRef};
 use crate::error::{ErrorKind, Outcome};
 use crate::events::{self, EventKind};
 use crate::handle::{CancelToken, Completer};
@@ -36,11 +36,11 @@ pub(super) struct Worker<'a> {
     pub(super) stats: &'a WorkerStats,
     /// The worker's own timeout slot; `None` for a task run on a submitting thread.
     pub(super) slot: Option<usize>,
-    pub(super) pool: &'a Arc<PoolShared>,
+    pub(super) pool: &'a PoolRef,
     pub(super) mode: Mode,
 }
 
-pub(super) fn worker_main(pool: Arc<PoolShared>, index: usize, init: Option<Init>) {
+pub(super) fn worker_main(pool: PoolRef, index: usize, init: Option<Init>) {
     IN_POOL.with(|p| p.set(Arc::as_ptr(&pool) as usize));
     if let Some(init) = init {
         if let Err(k) = run_task(CancelToken::never(), || init(index)) {
@@ -161,7 +161,7 @@ where
         let Some(tx) = tx else {
             // Shutting down: no new work is taken, and retries are due at once; run it here.
             c.core().requeue();
-            w.pool.enqueued.fetch_add(1, Relaxed);
+            w.pool.submits.enqueued.fetch_add(1, Relaxed);
             continue;
         };
         let pool = w.pool.clone();
@@ -174,7 +174,7 @@ where
                     return;
                 }
                 c.core().requeue();
-                pool.enqueued.fetch_add(1, Relaxed);
+                pool.submits.enqueued.fetch_add(1, Relaxed);
                 let job: Job = Box::new(move |w: &Worker<'_>| attempt(w, c, f, n, retry));
                 // Cannot fail: `tx` keeps the channel open, and the workers stay until it closes.
                 let _ = tx.send(job);
