@@ -68,6 +68,16 @@ pub enum EventKind {
         /// How it ended (`"killed by SIGKILL"`, `"exited with code 3"`).
         reason: String,
     },
+    /// A pool's worker slot died too often and waits before starting the next worker.
+    /// Emitted for the pool itself: `task` is `#0` and `name` the pool's name.
+    CrashLoop {
+        /// The worker slot.
+        worker: usize,
+        /// Deaths within the crash-loop window.
+        deaths: usize,
+        /// The wait before the next start.
+        backoff_ms: u64,
+    },
 }
 
 mod micros {
@@ -140,18 +150,27 @@ impl Drop for Subscription {
 
 pub(crate) fn emit(core: &Core, kind: EventKind) {
     let pid = core.pid();
-    // Whole microseconds, so an event survives a JSON round trip unchanged.
-    let at = Duration::from_micros(EPOCH.elapsed().as_micros() as u64);
-    send(Event {
-        at,
+    let pid = if pid == 0 { std::process::id() } else { pid };
+    send(event(core.id, core.name.to_string(), core.kind, pid, kind));
+}
+
+/// Emits an event about a pool rather than one task (`task` is `#0`).
+pub(crate) fn emit_pool(name: &str, kind: EventKind) {
+    send(event(TaskId(0), name.to_string(), UnitKind::PoolTask, std::process::id(), kind));
+}
+
+fn event(task: TaskId, name: String, unit: UnitKind, pid: u32, kind: EventKind) -> Event {
+    Event {
+        // Whole microseconds, so an event survives a JSON round trip unchanged.
+        at: Duration::from_micros(EPOCH.elapsed().as_micros() as u64),
         unix_us: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64),
-        task: core.id,
-        name: core.name.to_string(),
-        unit: core.kind,
-        pid: if pid == 0 { std::process::id() } else { pid },
+        task,
+        name,
+        unit,
+        pid,
         tid: nix::unistd::gettid().as_raw(),
         kind,
-    });
+    }
 }
 
 pub(crate) fn emit_finished(core: &Core, err: Option<&TaskError>) {

@@ -256,6 +256,14 @@ pub(super) fn slot_main(pool: Arc<Shared>, idx: usize) {
                 );
             }
             backoff = (backoff * 2).clamp(pool.cfg.backoff_initial, pool.cfg.backoff_max);
+            if events::enabled() {
+                let kind = EventKind::CrashLoop {
+                    worker: idx,
+                    deaths: deaths.len(),
+                    backoff_ms: backoff.as_millis() as u64,
+                };
+                events::emit_pool(&pool.name, kind);
+            }
         } else {
             backoff = Duration::ZERO;
         }
