@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 pub use builder::ProcessPoolBuilder;
 pub(crate) use child::serve_worker;
-use pending::{Pending, Sink, Typed};
+use pending::{Counts, Pending, Sink, Typed};
 use slot::Slot;
 
 use super::clock::Clock;
@@ -69,10 +69,7 @@ struct Shared {
     retry_pending: AtomicUsize,
     queued: AtomicI64,
     submitted: AtomicU64,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    cancelled: AtomicU64,
-    rejected: AtomicU64,
+    counts: Counts,
     retried: AtomicU64,
     restarts: AtomicU64,
     crash_loops: AtomicU64,
@@ -96,32 +93,18 @@ impl Shared {
     }
 
     /// Puts a task back in the queue (a worker died or retired holding it, or a retry).
-    fn put_back(&self, p: Pending) {
+    fn put_back(&self, mut p: Pending) {
+        p.reclaim = false;
         p.sink.core().requeue();
         self.queued.fetch_add(1, SeqCst);
         // Cannot fail: `rx` lives in `self`.
         let _ = self.requeue.send(p);
     }
 
-    /// Counts an outcome this pool wrote (`won`): a value (`err: None`), a cancellation or
-    /// a failure. Outcomes written first by a cancel or the clock were counted there.
-    fn count(&self, won: bool, err: Option<&ErrorKind>) {
-        if !won {
-            return;
-        }
-        let counter = match err {
-            None => &self.completed,
-            Some(ErrorKind::Cancelled) => &self.cancelled,
-            Some(_) => &self.failed,
-        };
-        counter.fetch_add(1, Relaxed);
-    }
-
     /// Ends a task with an error, or schedules its retry when the policy allows.
     fn fail_or_retry(self: &Arc<Self>, p: Pending, kind: ErrorKind) {
         if p.sink.is_done() || !self.cfg.retry.should_retry(&kind, p.attempt) {
-            let won = p.sink.settle(Err(kind.clone()));
-            self.count(won, Some(&kind));
+            p.sink.settle(Err(kind), &self.counts);
             return;
         }
         let delay = self.cfg.retry.delay(p.attempt);
@@ -140,8 +123,7 @@ impl Shared {
             delay,
             Box::new(move || {
                 if pool.cancelling.load(SeqCst) {
-                    let won = p.sink.settle(Err(ErrorKind::Cancelled));
-                    pool.count(won, Some(&ErrorKind::Cancelled));
+                    p.sink.settle(Err(ErrorKind::Cancelled), &pool.counts);
                 } else {
                     pool.put_back(p);
                 }
@@ -167,7 +149,7 @@ impl Shared {
 
 impl QueueHook for Shared {
     fn cancelled(&self, core: &Core, discarded: bool) {
-        self.cancelled.fetch_add(1, Relaxed);
+        self.counts.cancelled.fetch_add(1, Relaxed);
         if discarded {
             self.queued.fetch_sub(1, SeqCst);
             self.wake_blocked();
@@ -283,7 +265,7 @@ impl ProcessPool {
             }
         };
         if let Err(why) = self.admit() {
-            p.rejected.fetch_add(1, Relaxed);
+            p.counts.rejected.fetch_add(1, Relaxed);
             c.fail(ErrorKind::Rejected(why));
             return handle;
         }
@@ -291,10 +273,7 @@ impl ProcessPool {
             // The queue is full: run it here, on the caller's thread, in this process.
             p.submitted.fetch_add(1, Relaxed);
             let result = task::run_by_name(K::NAME, &args, CancelToken::of(&c)).into_result();
-            let err = result.as_ref().err().cloned();
-            let sink = Typed { c, decode: task::decode::<K::Output> };
-            let won = sink.settle(result);
-            p.count(won, err.as_ref());
+            Typed { c, decode: task::decode::<K::Output> }.settle(result, &p.counts);
             return handle;
         }
         let pending = Pending {
@@ -302,6 +281,7 @@ impl ProcessPool {
             task: K::NAME,
             args: args.into(),
             attempt: 1,
+            reclaim: false,
             sink: Box::new(Typed { c, decode: task::decode::<K::Output> }),
         };
         if events::enabled() {
@@ -319,8 +299,7 @@ impl ProcessPool {
             // Shut down between admission and send.
             p.submitted.fetch_sub(1, Relaxed);
             p.queued.fetch_sub(1, SeqCst);
-            p.rejected.fetch_add(1, Relaxed);
-            back.sink.settle(Err(ErrorKind::Rejected("the pool is shut down".into())));
+            back.sink.settle(Err(ErrorKind::Rejected("the pool is shut down".into())), &p.counts);
         }
         handle
     }
@@ -337,8 +316,7 @@ impl ProcessPool {
             while let Ok(job) = p.rx.try_recv() {
                 p.queued.fetch_sub(1, SeqCst);
                 job.sink.core().try_discard();
-                let won = job.sink.settle(Err(ErrorKind::Cancelled));
-                p.count(won, Some(&ErrorKind::Cancelled));
+                job.sink.settle(Err(ErrorKind::Cancelled), &p.counts);
             }
             for slot in p.slots.iter() {
                 slot.cancel_prefetched(p);
@@ -383,10 +361,10 @@ impl ProcessPool {
             submitted: p.submitted.load(Relaxed),
             running,
             queued: p.queued.load(SeqCst).max(0) as u64 + prefetched,
-            completed: p.completed.load(Relaxed),
-            failed: p.failed.load(Relaxed),
-            cancelled: p.cancelled.load(Relaxed),
-            rejected: p.rejected.load(Relaxed),
+            completed: p.counts.completed.load(Relaxed),
+            failed: p.counts.failed.load(Relaxed),
+            cancelled: p.counts.cancelled.load(Relaxed),
+            rejected: p.counts.rejected.load(Relaxed),
             retried: p.retried.load(Relaxed),
             restarts: p.restarts.load(Relaxed),
             crash_loops: p.crash_loops.load(Relaxed),

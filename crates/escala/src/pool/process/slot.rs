@@ -47,9 +47,10 @@ pub(super) struct State {
     pub(super) io: Option<Io>,
     /// The front job the clock stopped, if any.
     timed_out: Option<u64>,
-    pid: u32,
+    pub(super) pid: u32,
     rss: u64,
-    tasks: u64,
+    /// Tasks this worker has finished.
+    pub(super) tasks: u64,
 }
 
 pub(super) struct Slot {
@@ -101,17 +102,19 @@ impl Slot {
         st.alive.then_some(st.pid)
     }
 
-    /// Jobs in flight, and the worker's pid, RSS and task count while it lives.
+    /// Jobs in flight, and the worker's pid, RSS (read now) and task count while it lives.
     pub(super) fn snapshot(&self) -> (usize, Option<WorkerProcess>) {
         let st = self.lock();
-        let info = st.alive.then_some(WorkerProcess { pid: st.pid, rss_bytes: st.rss, tasks: st.tasks });
+        let info =
+            st.alive.then(|| WorkerProcess { pid: st.pid, rss_bytes: rss_bytes(st.pid), tasks: st.tasks });
         (st.inflight.len(), info)
     }
 
-    /// How many jobs to keep in flight: enough to cover ~1 ms of work, at least one.
+    /// How many jobs to keep in flight: enough to cover ~1 ms of work, at least one (one
+    /// until a task time has been measured, so a long first task holds nothing back).
     pub(super) fn prefetch(&self) -> usize {
         match self.avg_ns.load(Relaxed) {
-            0 => 4,
+            0 => 1,
             ns => (1_000_000 / ns).clamp(1, 256) as usize,
         }
     }
@@ -155,8 +158,7 @@ impl Slot {
         let io = st.io.clone();
         let ids: Vec<u64> = st.inflight.iter().skip(1).map(|p| p.id).collect();
         for p in st.inflight.iter().skip(1) {
-            let won = p.sink.settle(Err(ErrorKind::Cancelled));
-            pool.count(won, Some(&ErrorKind::Cancelled));
+            p.sink.settle(Err(ErrorKind::Cancelled), &pool.counts);
         }
         drop(st);
         for id in ids {
@@ -169,10 +171,11 @@ impl Slot {
         let mut st = self.lock();
         let Some(front) = st.inflight.front().filter(|p| p.id == id) else { return };
         // Resolve now unless the policy retries timeouts (then the worker's end decides).
-        if !pool.cfg.retry.should_retry(&ErrorKind::TimedOut(after), front.attempt)
-            && front.sink.time_out(after)
-        {
-            pool.failed.fetch_add(1, Relaxed);
+        if !pool.cfg.retry.should_retry(&ErrorKind::TimedOut(after), front.attempt) {
+            pool.counts.failed.fetch_add(1, Relaxed);
+            if !front.sink.time_out(after) {
+                pool.counts.failed.fetch_sub(1, Relaxed);
+            }
         }
         st.timed_out = Some(id);
         let io = st.io.clone();
@@ -272,9 +275,7 @@ pub(super) fn slot_main(pool: Arc<Shared>, idx: usize) {
             let take = if looping { usize::MAX } else { 1 };
             for p in pool.rx.try_iter().take(take) {
                 pool.queued.fetch_sub(1, SeqCst);
-                let kind = ErrorKind::Spawn(why.clone());
-                let won = p.sink.settle(Err(kind.clone()));
-                pool.count(won, Some(&kind));
+                p.sink.settle(Err(ErrorKind::Spawn(why.clone())), &pool.counts);
             }
         }
     }
@@ -339,6 +340,9 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
         st.rss = 0;
         st.tasks = 0;
         st.timed_out = None;
+    }
+    if events::enabled() {
+        events::emit_pool(&pool.name, EventKind::WorkerStarted);
     }
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let writer = {
@@ -429,7 +433,9 @@ fn on_done(pool: &Arc<Shared>, slot: &Slot, id: u64, reply: task::Reply) -> bool
     }
     let took = now.saturating_duration_since(st.front_since);
     st.front_since = now;
-    if st.timed_out == Some(id) {
+    // A job the clock stopped ended as a timeout, whatever it answered when interrupted.
+    let timed_out = st.timed_out == Some(id);
+    if timed_out {
         st.timed_out = None;
     }
     st.tasks += 1;
@@ -455,12 +461,18 @@ fn on_done(pool: &Arc<Shared>, slot: &Slot, id: u64, reply: task::Reply) -> bool
     let ns = took.as_nanos().min(u64::MAX as u128) as u64;
     let avg = slot.avg_ns.load(Relaxed);
     slot.avg_ns.store(if avg == 0 { ns.max(1) } else { (avg * 7 + ns) / 8 + 1 }, Relaxed);
-    match reply.into_result() {
-        Ok(bytes) => {
-            let won = front.sink.settle(Ok(bytes));
-            pool.count(won, None);
+    match (reply, timed_out) {
+        (task::Reply::Cancelled, _) if front.reclaim => pool.put_back(front),
+        (_, true) => {
+            let t = pool.cfg.timeout.unwrap_or_default();
+            pool.fail_or_retry(front, ErrorKind::TimedOut(t));
         }
-        Err(kind) => pool.fail_or_retry(front, kind),
+        (reply, false) => match reply.into_result() {
+            Ok(bytes) => {
+                front.sink.settle(Ok(bytes), &pool.counts);
+            }
+            Err(kind) => pool.fail_or_retry(front, kind),
+        },
     }
     true
 }

@@ -32,7 +32,11 @@ pub(super) fn writer_main(pool: &Arc<Shared>, idx: usize, sock: &Mutex<UnixStrea
                 if !st.alive || st.retiring {
                     break 'work;
                 }
-                let room = slot.prefetch().saturating_sub(st.inflight.len());
+                let mut room = slot.prefetch().saturating_sub(st.inflight.len());
+                if let Some(max) = pool.cfg.max_tasks {
+                    // Never send a worker more than it will run before it is recycled.
+                    room = room.min(max.saturating_sub(st.tasks + st.inflight.len() as u64) as usize);
+                }
                 if room > 0 {
                     break room;
                 }
@@ -54,8 +58,10 @@ pub(super) fn writer_main(pool: &Arc<Shared>, idx: usize, sock: &Mutex<UnixStrea
                 }
             }
             default(idle) => {
-                if pool.cfg.idle.is_some() {
-                    slot.lock().retiring = true; // idle too long: replaced by a fresh worker
+                let mut st = slot.lock();
+                // Idle too long, after having worked: replaced by a fresh worker.
+                if pool.cfg.idle.is_some() && st.inflight.is_empty() && st.tasks > 0 {
+                    st.retiring = true;
                     break 'work;
                 }
                 continue 'work;
@@ -70,7 +76,7 @@ pub(super) fn writer_main(pool: &Arc<Shared>, idx: usize, sock: &Mutex<UnixStrea
         }
         buf.clear();
         let mut st = slot.lock();
-        if !st.alive {
+        if !st.alive || st.retiring {
             drop(st);
             for p in batch.drain(..) {
                 pool.queued.fetch_sub(1, SeqCst);
@@ -90,6 +96,7 @@ pub(super) fn writer_main(pool: &Arc<Shared>, idx: usize, sock: &Mutex<UnixStrea
                 FrameKind::ToWorker,
                 &ToWorkerRef::Job { id: p.id, task: p.task, args: Bytes(&p.args) },
             );
+            p.sink.core().set_pid(st.pid);
             if st.inflight.is_empty() {
                 st.front_since = now;
                 if events::enabled() {
