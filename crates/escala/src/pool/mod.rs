@@ -10,7 +10,8 @@ pub(crate) mod process;
 mod stats;
 mod thread;
 
-use std::time::Duration;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 pub use map::{Map, MapUnordered};
 pub use policy::{QueuePolicy, RetryPolicy};
@@ -20,6 +21,26 @@ pub use thread::{Rejected, ThreadPool, ThreadPoolBuilder};
 
 use crate::handle::Handle;
 use crate::task::{Call, Task};
+
+/// Waits until `live` (a pool's count of running workers) is zero, signalled on `ended`:
+/// not at all for `None`, without limit for `Some(None)`, at most `t` for `Some(Some(t))`.
+/// Returns whether every worker has ended.
+fn wait_workers(live: &Mutex<usize>, ended: &Condvar, wait: Option<Option<Duration>>) -> bool {
+    let mut n = live.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(limit) = wait {
+        let deadline = limit.map(|t| Instant::now() + t);
+        while *n > 0 {
+            n = match deadline {
+                None => ended.wait(n).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    None => break,
+                    Some(left) => ended.wait_timeout(n, left).unwrap_or_else(|e| e.into_inner()).0,
+                },
+            };
+        }
+    }
+    *n == 0
+}
 
 /// How [`Executor::shutdown`] ends a pool.
 ///

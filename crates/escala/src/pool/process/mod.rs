@@ -11,7 +11,7 @@ mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -328,20 +328,7 @@ impl ProcessPool {
             let _g = p.nap.0.lock();
             p.nap.1.notify_all();
         }
-        let mut live = p.live.lock().unwrap_or_else(|e| e.into_inner());
-        if how.wait {
-            let deadline = how.timeout.map(|t| Instant::now() + t);
-            while *live > 0 {
-                live = match deadline {
-                    None => p.ended.wait(live).unwrap_or_else(|e| e.into_inner()),
-                    Some(d) => match d.checked_duration_since(Instant::now()) {
-                        None => break,
-                        Some(left) => p.ended.wait_timeout(live, left).unwrap_or_else(|e| e.into_inner()).0,
-                    },
-                };
-            }
-        }
-        *live == 0
+        super::wait_workers(&p.live, &p.ended, how.wait.then_some(how.timeout))
     }
 
     /// A snapshot of the counters, with each worker's pid, RSS and task count.

@@ -12,7 +12,7 @@ mod worker;
 use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::CachePadded;
@@ -446,20 +446,7 @@ impl ThreadPool {
         p.clock.flush();
         p.clock.close();
         let me = IN_POOL.with(|c| c.get()) == Arc::as_ptr(p) as usize;
-        let mut live = p.live.lock().unwrap_or_else(|e| e.into_inner());
-        if how.wait && !me {
-            let deadline = how.timeout.map(|t| Instant::now() + t);
-            while *live > 0 {
-                live = match deadline {
-                    None => p.ended.wait(live).unwrap_or_else(|e| e.into_inner()),
-                    Some(d) => match d.checked_duration_since(Instant::now()) {
-                        None => break,
-                        Some(left) => p.ended.wait_timeout(live, left).unwrap_or_else(|e| e.into_inner()).0,
-                    },
-                };
-            }
-        }
-        *live == 0
+        super::wait_workers(&p.live, &p.ended, (how.wait && !me).then_some(how.timeout))
     }
 
     /// A snapshot of the counters.
