@@ -79,6 +79,12 @@ fn demo_table_shows_overlap_and_a_child_pid() {
     let child_pid: u32 = process.2.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert_ne!(child_pid, pid);
     assert!(out.contains(&format!("this program is pid {pid}")), "{out}");
+    for unit in ["ThreadPool", "thread unit", "process unit", "ProcessPool"] {
+        assert!(
+            out.lines().any(|l| l.contains("->") && l.contains(unit)),
+            "which-unit-when names {unit}:\n{out}"
+        );
+    }
     assert!(
         rows.iter().filter(|r| r.1 != "process").all(|r| r.2.starts_with(&format!("pid {pid} "))),
         "{out}"

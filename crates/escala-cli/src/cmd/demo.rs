@@ -165,5 +165,18 @@ fn print_table(log: &[events::Event], wall: Duration, process_pid: Option<u32>) 
     if let Some(pid) = process_pid {
         writeln!(out, "Proceso 1 ran in child pid {pid}; this program is pid {me}.")?;
     }
+    writeln!(out)?;
+    for line in WHICH_UNIT_WHEN {
+        writeln!(out, "{line}")?;
+    }
     Ok(())
 }
+
+/// The README's "which unit when", with the ratios measured in BENCHMARKS.md.
+const WHICH_UNIT_WHEN: [&str; 5] = [
+    "Which unit when (ratios against peers, see BENCHMARKS.md):",
+    "  many tiny tasks, shared data, I/O  -> ThreadPool        (a handle per task at 1.58x rayon spawn+channel)",
+    "  one background job or a daemon     -> thread unit       (1.02x the cost of std::thread::spawn)",
+    "  code that may crash, leak or hang  -> process unit      (a fresh process at 1.12x the cost of /bin/true)",
+    "  many crash-prone or runaway tasks  -> ProcessPool       (40x Python's ProcessPoolExecutor, one by one)",
+];
