@@ -55,6 +55,33 @@ pub(crate) fn build_id() -> &'static String {
     &ID
 }
 
+/// What a re-executed copy of this binary is asked to be (the mode in `ESCALA_CHILD`).
+#[derive(Clone, Copy)]
+pub(crate) enum ChildMode {
+    /// One process unit: one request, one reply.
+    Unit = 1,
+    /// A process pool's persistent worker.
+    PoolWorker = 2,
+    /// The fork server.
+    ForkServer = 3,
+}
+
+/// A command that re-executes this very binary (`/proc/self/exe`, so it is the same file
+/// even if replaced on disk) as a child in `mode`, with frames capped at `max` bytes.
+pub(crate) fn reexec_command(mode: ChildMode, max: usize) -> std::process::Command {
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    if let Some(arg0) = std::env::args_os().next() {
+        cmd.arg0(arg0);
+    }
+    cmd.env(sys::CHILD_ENV, format!("{}:{}:{max}", mode as u8, std::process::id()));
+    cmd
+}
+
+/// The last stderr lines a tail thread kept (none without one).
+pub(crate) fn tail_lines(tail: Option<StderrTail>) -> Vec<String> {
+    tail.and_then(|t| t.join().ok()).map(Vec::from).unwrap_or_default()
+}
+
 /// Runs a registered task in a new child process; joined at program exit.
 ///
 /// The binary must call [`crate::init`] (or use `#[escala::main]`) first thing in `main`.
@@ -185,11 +212,7 @@ impl Builder {
         let decode = |bytes: &[u8]| task::decode::<K::Output>(bytes);
         let (max, tail) = (self.max_frame, self.stderr_tail);
         launch(handle, completer, self.daemon, self.grace, move |c, slot, started| {
-            let mut cmd = std::process::Command::new("/proc/self/exe");
-            if let Some(arg0) = std::env::args_os().next() {
-                cmd.arg0(arg0);
-            }
-            cmd.env(sys::CHILD_ENV, format!("1:{}:{max}", std::process::id()));
+            let cmd = reexec_command(ChildMode::Unit, max);
             run_child(c, slot, started, Job { req, cmd, decode }, tail, max);
         })
     }
@@ -313,7 +336,7 @@ where
                 }
             };
             slot.set_reaped(status);
-            let lines = stderr.and_then(|t| t.join().ok()).map(Vec::from).unwrap_or_default();
+            let lines = tail_lines(stderr);
             (slot.reap().map(ExitReason::from_status), lines)
         }
         None => reap(slot, pid, stderr),
@@ -392,7 +415,7 @@ pub(crate) fn reap(
 ) -> (Option<ExitReason>, Vec<String>) {
     sys::wait_exit_no_reap(pid);
     let status = slot.reap().map(ExitReason::from_status);
-    let lines = stderr.and_then(|t| t.join().ok()).map(Vec::from).unwrap_or_default();
+    let lines = tail_lines(stderr);
     (status, lines)
 }
 

@@ -7,7 +7,6 @@ use std::collections::VecDeque;
 use std::io::BufReader;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -23,7 +22,7 @@ use crate::error::{ErrorKind, ExitReason};
 use crate::events::{self, EventKind};
 use crate::pool::stats::{WorkerProcess, WorkerStats};
 use crate::process::frame::{self, FrameKind};
-use crate::process::{ChildSlot, StderrTail, sys};
+use crate::process::{ChildMode, ChildSlot, StderrTail, reexec_command, sys, tail_lines};
 use crate::task;
 
 /// Room for ids and names around a reply's payload.
@@ -289,11 +288,7 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
         Ok(p) => p,
         Err(e) => return Ended::NoStart(format!("cannot create a socket pair: {e}")),
     };
-    let mut cmd = std::process::Command::new("/proc/self/exe");
-    if let Some(arg0) = std::env::args_os().next() {
-        cmd.arg0(arg0);
-    }
-    cmd.env(sys::CHILD_ENV, format!("2:{}:{max}", std::process::id()));
+    let mut cmd = reexec_command(ChildMode::PoolWorker, max);
     cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
     if pool.cfg.stderr_tail > 0 {
         cmd.stderr(Stdio::piped());
@@ -390,7 +385,7 @@ fn finish(
 ) -> Ended {
     sys::wait_exit_no_reap(pid);
     let status = child.reap().map(ExitReason::from_status);
-    let stderr: Vec<String> = tail.and_then(|t| t.join().ok()).map(Vec::from).unwrap_or_default();
+    let stderr = tail_lines(tail);
     let (inflight, timed_out) = {
         let mut st = slot.lock();
         st.alive = false;

@@ -18,7 +18,6 @@ mod wire;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,11 +77,7 @@ fn start(fingerprint: u64, max: usize) -> Option<Arc<Zygote>> {
     let (ours, theirs) = sys::seqpacket_pair().ok()?;
     let (tx, rx) = crossbeam_channel::bounded::<Option<Arc<Zygote>>>(1);
     let spawned = std::thread::Builder::new().name("escala-zygote".into()).spawn(move || {
-        let mut cmd = std::process::Command::new("/proc/self/exe");
-        if let Some(arg0) = std::env::args_os().next() {
-            cmd.arg0(arg0);
-        }
-        cmd.env(sys::CHILD_ENV, format!("3:{}:{max}", std::process::id()));
+        let mut cmd = super::reexec_command(super::ChildMode::ForkServer, max);
         cmd.stdin(Stdio::from(theirs));
         let Ok(mut child) = cmd.spawn() else {
             let _ = tx.send(None);
