@@ -293,6 +293,33 @@ fn wait_main_thread_sleeping(pid: u32, within: Duration) -> bool {
 }
 
 /// Kills `pid` (cleanup after a failed expectation), ignoring a process already gone.
+/// A pidfd for the parent of `pid`, read from `/proc/<pid>/stat` while `pid` is alive.
+fn parent_pidfd(pid: u32) -> Result<OwnedFd, Failed> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let ppid: i32 = stat
+        .rsplit(") ")
+        .next()
+        .and_then(|rest| rest.split(' ').nth(1))
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("no parent pid in /proc/{pid}/stat: {stat}"))?;
+    let ppid = rustix::process::Pid::from_raw(ppid).ok_or("parent pid 0")?;
+    Ok(rustix::process::pidfd_open(ppid, rustix::process::PidfdFlags::empty())?)
+}
+
+/// Waits (bounded) until the process behind `pidfd` has exited: true if it did.
+fn wait_pidfd(pidfd: &OwnedFd, within: Duration) -> Result<bool, Failed> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec::try_from(within)?;
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    loop {
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(n) => return Ok(n == 1),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(format!("poll(pidfd): {e}").into()),
+        }
+    }
+}
+
 fn force_kill(pid: u32) {
     let _ = kill(pid_of(pid), Signal::SIGKILL);
 }
@@ -1185,7 +1212,14 @@ fn orphan_test(scenario: &str) -> TestResult {
     let mut sc = start_scenario(scenario, &[])?;
     let pid = sc.wait_pid("grandchild-pid ")?;
     assert_ne!(pid, sc.pid);
+    // The child's parent is the scenario or its fork server. Children are re-parented (and
+    // sent their PDEATHSIG) before a dying parent's pidfd turns readable, so once it has,
+    // the orphan is ours to wait for.
+    let parent = parent_pidfd(pid)?;
     sc.kill()?;
+    if !wait_pidfd(&parent, Duration::from_secs(3))? {
+        return Err(format!("the parent of {pid} outlived the scenario").into());
+    }
     if SUBREAPER.load(Ordering::Relaxed) {
         // The orphan was re-parented to us: its death is an event we can wait for.
         match wait_child_exit(pid, Duration::from_secs(3))? {
