@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::config::run::{self as runcfg, RunConfig};
 use crate::config::{Config, DemoConfig, Lang};
 
 /// Threads, processes, daemons and pools behind one API — and the same work spread over
@@ -19,6 +20,100 @@ struct Cli {
 enum Command {
     /// Replay the seed program: a thread, a process, a daemon thread and a pool of three.
     Demo(DemoArgs),
+    /// Run a command for every input, in parallel (GNU parallel's syntax):
+    /// `escala run [OPTIONS] COMMAND {} ::: ARGS…`, `:::: FILE`, or inputs on stdin.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Job slots: N, N% of the cores, +N / -N cores, 0 = as many as there are jobs.
+    #[arg(short = 'j', long = "jobs", allow_hyphen_values = true, default_value = "100%")]
+    jobs: String,
+    /// Print the output in the order of the inputs.
+    #[arg(short = 'k', long = "keep-order")]
+    keep_order: bool,
+    /// Kill a job (its process group: TERM, then KILL) after SECS seconds.
+    #[arg(long, value_parser = runcfg::parse_secs)]
+    timeout: Option<std::time::Duration>,
+    /// Run a failing job up to N times in total.
+    #[arg(long, default_value_t = 1)]
+    retries: u32,
+    /// Wait SECS before the first retry of a job, doubling for each further retry.
+    #[arg(long, value_parser = runcfg::parse_secs)]
+    retry_delay: Option<std::time::Duration>,
+    /// Stop on failures or successes: now|soon,fail|success=N|P%.
+    #[arg(long, value_parser = runcfg::parse_halt)]
+    halt: Option<runcfg::Halt>,
+    /// Wait at least SECS between job starts.
+    #[arg(long, value_parser = runcfg::parse_secs)]
+    delay: Option<std::time::Duration>,
+    /// Print the commands instead of running them.
+    #[arg(long)]
+    dry_run: bool,
+    /// Prefix each output line with the job's arguments and a tab.
+    #[arg(long)]
+    tag: bool,
+    /// Prefix each output line with STR (replacement strings work) and a tab.
+    #[arg(long, value_name = "STR")]
+    tagstring: Option<String>,
+    /// Print a job's output together when it ends (the default).
+    #[arg(long, conflicts_with_all = ["line_buffer", "ungroup"])]
+    group: bool,
+    /// Print whole lines of output as they come.
+    #[arg(long, conflicts_with = "ungroup")]
+    line_buffer: bool,
+    /// Pass the jobs' output straight through.
+    #[arg(short = 'u', long)]
+    ungroup: bool,
+    /// Write one tab-separated line per job to FILE (GNU parallel's columns).
+    #[arg(long, value_name = "FILE")]
+    joblog: Option<std::path::PathBuf>,
+    /// Skip the jobs already in the --joblog file.
+    #[arg(long, requires = "joblog")]
+    resume: bool,
+    /// Skip the jobs the --joblog file has as succeeded; run the failed ones again.
+    #[arg(long, requires = "joblog", conflicts_with = "resume")]
+    resume_failed: bool,
+    /// Save each job's stdout, stderr and seq under DIR/1/ARG1/2/ARG2/….
+    #[arg(long, value_name = "DIR")]
+    results: Option<std::path::PathBuf>,
+    /// Write the library's lifecycle events to FILE, one JSON object a line.
+    #[arg(long, value_name = "FILE")]
+    events: Option<std::path::PathBuf>,
+    /// Draw a progress bar on stderr (only when it is a terminal).
+    #[arg(long)]
+    bar: bool,
+    /// Read inputs from FILE (may be given several times: one source each).
+    #[arg(short = 'a', long = "arg-file", value_name = "FILE")]
+    arg_file: Vec<std::path::PathBuf>,
+    /// Inputs are separated by NUL bytes.
+    #[arg(short = '0', long = "null", conflicts_with = "delimiter")]
+    null: bool,
+    /// Inputs are separated by DELIM (`\n`, `\t`, `\0` understood).
+    #[arg(short = 'd', long = "delimiter", value_name = "DELIM", value_parser = runcfg::parse_delimiter_arg)]
+    delimiter: Option<runcfg::DelimiterBytes>,
+    /// Split each input into columns at REGEX; `{1}`, `{2}`… name the columns.
+    #[arg(long, value_name = "REGEX")]
+    colsep: Option<String>,
+    /// Pair the input sources instead of combining them (shorter ones wrap around).
+    #[arg(long)]
+    link: bool,
+    /// Up to N inputs per command line.
+    #[arg(short = 'n', long = "max-args", value_name = "N", conflicts_with = "max_replace_args")]
+    max_args: Option<usize>,
+    /// N inputs per command line, named `{1}`…`{N}`.
+    #[arg(short = 'N', long = "max-replace-args", value_name = "N")]
+    max_replace_args: Option<usize>,
+    /// Many inputs per command line; the word around `{}` is repeated for each.
+    #[arg(short = 'X', conflicts_with_all = ["m", "max_replace_args"])]
+    x: bool,
+    /// Many inputs per command line, separated by spaces.
+    #[arg(short = 'm', conflicts_with = "max_replace_args")]
+    m: bool,
+    /// The command, then `:::` ARGS, `::::` FILES, `:::+` / `::::+` (linked sources).
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +171,76 @@ pub(crate) fn parse() -> Result<Config, ExitCode> {
             },
             seconds: a.seconds,
         }),
+        Command::Run(a) => match run_config(a) {
+            Ok(c) => Config::Run(c),
+            Err(m) => {
+                eprintln!("escala: error: {m}");
+                return Err(ExitCode::from(255));
+            }
+        },
+    })
+}
+
+/// Converts the run options into a [`RunConfig`]: splits the words at `:::` / `::::`.
+fn run_config(a: RunArgs) -> Result<RunConfig, String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = runcfg::parse_jobs(&a.jobs, cores)?;
+    let (command, mut sources) = runcfg::split_sources(a.command)?;
+    let files = a.arg_file.into_iter().map(|f| runcfg::Source { kind: runcfg::SourceKind::File(f), linked: false });
+    sources.splice(0..0, files);
+    if sources.is_empty() {
+        sources.push(runcfg::Source { kind: runcfg::SourceKind::Stdin, linked: false });
+    }
+    let packing = match (a.x, a.m, a.max_args, a.max_replace_args) {
+        (_, _, Some(0), _) | (_, _, _, Some(0)) => return Err("-n and -N need a number above 0".into()),
+        (true, _, n, _) => runcfg::Packing::Context(n),
+        (_, true, n, _) => runcfg::Packing::Multi(n),
+        (_, _, Some(n), _) => runcfg::Packing::MaxArgs(n),
+        (_, _, _, Some(n)) => runcfg::Packing::ExactArgs(n),
+        _ => runcfg::Packing::One,
+    };
+    let delimiter = match (a.null, a.delimiter) {
+        (true, _) => runcfg::Delimiter::Bytes(vec![0]),
+        (_, Some(d)) => runcfg::Delimiter::Bytes(d.0),
+        _ => runcfg::Delimiter::Newline,
+    };
+    if let Some(re) = &a.colsep {
+        regex::Regex::new(re).map_err(|e| format!("--colsep `{re}` is not a regular expression: {e}"))?;
+    }
+    let output = match (a.line_buffer, a.ungroup) {
+        (true, _) => runcfg::OutputMode::LineBuffer,
+        (_, true) => runcfg::OutputMode::Ungroup,
+        _ => runcfg::OutputMode::Group,
+    };
+    let resume = match (a.resume, a.resume_failed) {
+        (true, _) => runcfg::Resume::Done,
+        (_, true) => runcfg::Resume::Failed,
+        _ => runcfg::Resume::No,
+    };
+    let shell = std::env::var("SHELL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into());
+    Ok(RunConfig {
+        command,
+        sources,
+        link: a.link,
+        delimiter,
+        colsep: a.colsep,
+        packing,
+        jobs,
+        keep_order: a.keep_order,
+        timeout: a.timeout,
+        retries: a.retries.max(1),
+        retry_delay: a.retry_delay,
+        halt: a.halt.unwrap_or_default(),
+        delay: a.delay,
+        dry_run: a.dry_run,
+        tag: a.tagstring.or(a.tag.then(|| "{}".to_string())),
+        output,
+        joblog: a.joblog,
+        resume,
+        results: a.results,
+        events: a.events,
+        bar: a.bar,
+        shell,
     })
 }
 

@@ -1,10 +1,13 @@
 //! Plain, validated configuration for each subcommand: what `cli.rs` produces and `cmd/`
 //! consumes.
 
+pub(crate) mod run;
+
 /// One subcommand and its settings.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Config {
     Demo(DemoConfig),
+    Run(run::RunConfig),
 }
 
 /// Settings of `escala demo`.

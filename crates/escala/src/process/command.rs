@@ -2,9 +2,12 @@
 
 use std::ffi::OsStr;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{launch, lost, reap, spawn_into, sys};
+use nix::sys::signal::Signal;
+
+use super::{ChildSlot, launch, lost, reap, spawn_into, sys};
 use crate::error::{ErrorKind, ExitReason};
 use crate::handle::{Handle, TaskName, UnitKind, pair};
 
@@ -26,6 +29,7 @@ pub struct Command {
     daemon: bool,
     grace: Duration,
     tail: usize,
+    group: bool,
 }
 
 impl Command {
@@ -38,6 +42,7 @@ impl Command {
             daemon: false,
             grace: Duration::from_secs(1),
             tail: 0,
+            group: false,
         }
     }
 
@@ -113,17 +118,59 @@ impl Command {
         self
     }
 
+    /// Runs the command in a new process group that it leads (pgid = its pid), so that
+    /// stopping it — a cancel, the exit policy, a [`Signaller`] — signals everything it
+    /// started too. The group is also out of reach of the terminal's Ctrl-C.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = escala::process::Command::new("sh")
+    ///     .args(["-c", "test \"$(ps -o pgid= $$)\" -eq $$"])
+    ///     .process_group(true)
+    ///     .spawn();
+    /// assert!(h.join().is_ok());
+    /// ```
+    pub fn process_group(mut self, group: bool) -> Command {
+        use std::os::unix::process::CommandExt;
+        self.group = group;
+        if group {
+            self.inner.process_group(0);
+        }
+        self
+    }
+
     /// Starts the command; returns once it is running (its [`Handle::pid`] is set) or has
     /// failed to start. The command dies with this process (PR_SET_PDEATHSIG).
     pub fn spawn(self) -> Handle<()> {
-        let Command { mut inner, name, daemon, grace, tail } = self;
+        self.spawn_with_signaller().0
+    }
+
+    /// Like [`spawn`](Self::spawn), and also returns a [`Signaller`] that sends signals to
+    /// the command (its process group with [`process_group`](Self::process_group)) without
+    /// resolving the handle: the handle still reports how the command really ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use escala::{ExitReason, process::Command};
+    /// use nix::sys::signal::Signal;
+    /// let (h, sig) = Command::new("sleep").arg("30").process_group(true).spawn_with_signaller();
+    /// sig.signal(Signal::SIGTERM);
+    /// let err = h.join().unwrap_err();
+    /// assert_eq!(err.exit_reason(), Some(ExitReason::Signal(Signal::SIGTERM)));
+    /// ```
+    pub fn spawn_with_signaller(self) -> (Handle<()>, Signaller) {
+        let Command { mut inner, name, daemon, grace, tail, group } = self;
         let kind = if daemon { UnitKind::DaemonProcess } else { UnitKind::Command };
         let (handle, c) = pair::<()>(TaskName::from(name), kind);
         sys::kill_with_parent(&mut inner);
         if tail > 0 {
             inner.stderr(Stdio::piped());
         }
-        launch(handle, c, daemon, grace, move |c, slot, started| {
+        let slot = Arc::new(ChildSlot::new(group));
+        let signaller = Signaller { slot: slot.clone() };
+        let handle = launch(handle, c, slot, (daemon, grace), move |c, slot, started| {
             let what = format!("cannot run `{}`", inner.get_program().to_string_lossy());
             let Some((pid, stderr)) = spawn_into(&c, slot, &mut inner, tail, &what) else {
                 return;
@@ -134,6 +181,35 @@ impl Command {
                 (Some(ExitReason::Code(code)), _) => c.fail(ErrorKind::Exited(code)),
                 (status, lines) => lost(&c, status, lines),
             };
-        })
+        });
+        (handle, signaller)
+    }
+}
+
+/// Sends signals to one command unit's process (or process group) while it runs; never to a
+/// recycled pid: a command that has been reaped gets nothing. Cheap to clone.
+///
+/// # Examples
+///
+/// ```
+/// let (h, sig) = escala::process::Command::new("true").spawn_with_signaller();
+/// h.join().unwrap();
+/// sig.signal(nix::sys::signal::Signal::SIGKILL); // already reaped: nothing is sent
+/// ```
+#[derive(Clone)]
+pub struct Signaller {
+    slot: Arc<ChildSlot>,
+}
+
+impl Signaller {
+    /// Sends `sig`; a signal asked for before the process existed is sent once it does.
+    pub fn signal(&self, sig: Signal) {
+        self.slot.signal(sig);
+    }
+}
+
+impl std::fmt::Debug for Signaller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signaller")
     }
 }

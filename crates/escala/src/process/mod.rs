@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-pub use command::Command;
+pub use command::{Command, Signaller};
 
 use crate::error::{ErrorKind, ExitReason};
 use crate::events::{self, EventKind};
@@ -211,7 +211,7 @@ impl Builder {
         };
         let decode = |bytes: &[u8]| task::decode::<K::Output>(bytes);
         let (max, tail) = (self.max_frame, self.stderr_tail);
-        launch(handle, completer, self.daemon, self.grace, move |c, slot, started| {
+        launch(handle, completer, Arc::new(ChildSlot::new(false)), (self.daemon, self.grace), move |c, slot, started| {
             let cmd = reexec_command(ChildMode::Unit, max);
             run_child(c, slot, started, Job { req, cmd, decode }, tail, max);
         })
@@ -234,15 +234,14 @@ impl Started {
 pub(crate) fn launch<T, B>(
     handle: Handle<T>,
     completer: Completer<T>,
-    daemon: bool,
-    grace: Duration,
+    slot: Arc<ChildSlot>,
+    (daemon, grace): (bool, Duration),
     body: B,
 ) -> Handle<T>
 where
     T: Send + 'static,
     B: FnOnce(Completer<T>, &ChildSlot, Started) + Send + 'static,
 {
-    let slot = Arc::new(ChildSlot::new());
     let (ended_tx, ended_rx) = crossbeam_channel::bounded::<()>(0);
     slot.install_cancel(&handle, ended_rx.clone(), grace);
     let stop_slot = slot.clone();

@@ -23,11 +23,15 @@ struct Slot {
     status: Option<std::process::ExitStatus>,
     /// A stop signal asked for before the child existed, sent as soon as it does.
     early: Option<Signal>,
+    /// The child leads its own process group: signals go to the whole group.
+    group: bool,
 }
 
 impl ChildSlot {
-    pub(crate) fn new() -> ChildSlot {
-        ChildSlot { child: Mutex::new(Slot { child: None, remote: None, status: None, early: None }) }
+    /// An empty slot; with `group`, signals go to the child's process group (the child must
+    /// lead one).
+    pub(crate) fn new(group: bool) -> ChildSlot {
+        ChildSlot { child: Mutex::new(Slot { child: None, remote: None, status: None, early: None, group }) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
@@ -38,7 +42,7 @@ impl ChildSlot {
     pub(crate) fn put(&self, child: std::process::Child) {
         let mut s = self.lock();
         if let Some(sig) = s.early.take() {
-            sys::signal(child.id(), sig);
+            sys::signal_child(child.id(), sig, s.group);
         }
         s.child = Some(child);
     }
@@ -65,9 +69,10 @@ impl ChildSlot {
         if s.status.is_some() {
             return;
         }
+        let group = s.group;
         match s.child.as_mut() {
             Some(ch) => match ch.try_wait() {
-                Ok(None) => sys::signal(ch.id(), sig),
+                Ok(None) => sys::signal_child(ch.id(), sig, group),
                 Ok(Some(st)) => s.status = Some(st),
                 Err(_) => {}
             },

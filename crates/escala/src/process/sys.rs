@@ -59,6 +59,16 @@ pub(crate) fn signal(pid: u32, sig: Signal) {
     let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), sig);
 }
 
+/// Sends `sig` to `pid`, or to the process group it leads when `group`; a process or group
+/// that is already gone is ignored.
+pub(crate) fn signal_child(pid: u32, sig: Signal, group: bool) {
+    if group {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), sig);
+    } else {
+        signal(pid, sig);
+    }
+}
+
 /// Blocks until the child exits, without reaping it (so it stays signal-safe to address
 /// by pid until the caller reaps it under its lock).
 pub(crate) fn wait_exit_no_reap(pid: u32) {

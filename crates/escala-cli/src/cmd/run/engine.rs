@@ -1,0 +1,316 @@
+//! The scheduler: starts each job as an escala command unit in its own process group, one per
+//! free slot, and handles their ends, timeouts, retries, `--halt`, `--delay` and SIGINT/SIGTERM.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use escala::process::{Command, Signaller};
+use escala::{ErrorKind, ExitReason, Handle};
+use nix::sys::signal::Signal;
+
+use super::output::{self, Capture, Done};
+use super::template::{Rendered, Template, Vars};
+use super::{Job, Report};
+use crate::config::run::{HaltOn, HaltWhen, Limit, Packing, RunConfig};
+
+/// Time between SIGTERM and SIGKILL when escala stops a job.
+const KILL_GRACE: Duration = Duration::from_millis(500);
+
+/// What wakes the scheduler.
+pub(crate) enum Msg {
+    /// One part of a job ended: the unit, or one of its output readers.
+    Part(usize),
+    /// escala got SIGINT or SIGTERM.
+    Signal,
+}
+
+struct Running {
+    job: usize,
+    attempt: u32,
+    handle: Handle<()>,
+    signaller: Signaller,
+    command: Rendered,
+    start: Instant,
+    start_unix: f64,
+    capture: Capture,
+    /// Parts still to end (the unit, plus line readers).
+    parts: u8,
+    deadline: Option<Instant>,
+    /// Stopped by escala (timeout, halt, signal): its Exitval is -1.
+    stopped: bool,
+    kill_at: Option<Instant>,
+}
+
+/// Runs the jobs; `report` gets each job as it ends.
+pub(crate) struct Engine<'a> {
+    cfg: &'a RunConfig,
+    template: &'a Template,
+    jobs: &'a [Job],
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+    slots: Vec<Option<Running>>,
+    queue: VecDeque<(usize, u32, Option<Instant>)>,
+    last_start: Option<Instant>,
+    stopping: bool,
+    pub(crate) signalled: bool,
+    pub(crate) failed: usize,
+    pub(crate) succeeded: usize,
+    /// Set when `--halt` stopped the run: the exit code it asks for.
+    pub(crate) halt_code: Option<u8>,
+}
+
+impl<'a> Engine<'a> {
+    pub(crate) fn new(cfg: &'a RunConfig, template: &'a Template, jobs: &'a [Job], todo: Vec<usize>) -> Engine<'a> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let n = cfg.jobs.min(todo.len()).max(1);
+        Engine {
+            cfg,
+            template,
+            jobs,
+            tx,
+            rx,
+            slots: (0..n).map(|_| None).collect(),
+            queue: todo.into_iter().map(|j| (j, 1, None)).collect(),
+            last_start: None,
+            stopping: false,
+            signalled: false,
+            failed: 0,
+            succeeded: 0,
+            halt_code: None,
+        }
+    }
+
+    /// A sender for SIGINT/SIGTERM notices.
+    pub(crate) fn sender(&self) -> Sender<Msg> {
+        self.tx.clone()
+    }
+
+    /// Runs until every job ended (or the run was stopped and the running jobs ended).
+    pub(crate) fn run(&mut self, report: &mut dyn FnMut(Report<'_>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        loop {
+            let wake = self.start_ready()?;
+            if self.slots.iter().all(Option::is_none) && (self.queue.is_empty() || self.stopping) {
+                return Ok(());
+            }
+            let next = self.slots.iter().flatten().flat_map(|r| [r.deadline, r.kill_at]).flatten().chain(wake).min();
+            let msg = match next {
+                Some(t) => self.rx.recv_timeout(t.saturating_duration_since(Instant::now())),
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match msg {
+                Ok(Msg::Part(slot)) => self.part_ended(slot, report)?,
+                Ok(Msg::Signal) => {
+                    self.signalled = true;
+                    self.stop_all();
+                }
+                Err(RecvTimeoutError::Timeout) => self.check_timers(),
+                Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the scheduler's channel closed"),
+            }
+        }
+    }
+
+    /// Starts queued jobs on free slots; returns when to look again (a `--delay` or a retry
+    /// that is not due yet).
+    fn start_ready(&mut self) -> anyhow::Result<Option<Instant>> {
+        while !self.stopping {
+            let Some(slot) = self.slots.iter().position(Option::is_none) else { return Ok(None) };
+            let now = Instant::now();
+            let Some(pos) = self.queue.iter().position(|(_, _, due)| due.is_none_or(|d| d <= now)) else {
+                return Ok(self.queue.iter().filter_map(|q| q.2).min());
+            };
+            if let (Some(d), Some(last)) = (self.cfg.delay, self.last_start)
+                && last + d > now
+            {
+                return Ok(Some(last + d));
+            }
+            let (job, attempt, _) = self.queue.remove(pos).unwrap_or_default();
+            self.start(slot, job, attempt)?;
+        }
+        Ok(None)
+    }
+
+    fn start(&mut self, slot: usize, job: usize, attempt: u32) -> anyhow::Result<()> {
+        let j = &self.jobs[job];
+        let vars = Vars { args: &j.args, seq: j.seq, slot: slot + 1, total: self.jobs.len() };
+        let command = self.template.render(&vars, matches!(self.cfg.packing, Packing::Context(_)));
+        let tag = self.cfg.tag.as_deref().map(|t| Template::render_text(t, &vars));
+        let (capture, out, err, pipes) = Capture::new(self.cfg.output)?;
+        let cmd = match &command {
+            Rendered::Direct(argv) => Command::new(&argv[0]).args(&argv[1..]),
+            Rendered::Shell(line) => Command::new(&self.cfg.shell).arg("-c").arg(line),
+        };
+        let name = if escala::events::enabled() { format!("{} {}", j.seq, command.display()) } else { j.seq.to_string() };
+        let cmd = cmd
+            .name(name)
+            .process_group(true)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .env("PARALLEL_SEQ", j.seq.to_string())
+            .env("PARALLEL_JOBSLOT", (slot + 1).to_string());
+        let now = Instant::now();
+        self.last_start = Some(now);
+        let start_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let (handle, signaller) = cmd.spawn_with_signaller();
+        let mut parts = 1;
+        if let (Some([out_r, err_r]), Capture::Lines(count)) = (pipes, &capture) {
+            for (src, to_stderr) in [(out_r, false), (err_r, true)] {
+                let tx = self.tx.clone();
+                let count = (!to_stderr).then(|| count.clone());
+                output::line_reader(src, to_stderr, tag.clone(), count, move || drop(tx.send(Msg::Part(slot))))?;
+                parts += 1;
+            }
+        }
+        let tx = self.tx.clone();
+        handle.on_done(move |_| drop(tx.send(Msg::Part(slot))));
+        self.slots[slot] = Some(Running {
+            job,
+            attempt,
+            handle,
+            signaller,
+            command,
+            start: now,
+            start_unix,
+            capture,
+            parts,
+            deadline: self.cfg.timeout.map(|t| now + t),
+            stopped: false,
+            kill_at: None,
+        });
+        if self.stopping {
+            self.stop(slot);
+        }
+        Ok(())
+    }
+
+    fn part_ended(&mut self, slot: usize, report: &mut dyn FnMut(Report<'_>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let Some(r) = self.slots[slot].as_mut() else { return Ok(()) };
+        r.parts -= 1;
+        if r.parts > 0 {
+            return Ok(());
+        }
+        let Some(r) = self.slots[slot].take() else { return Ok(()) };
+        let runtime = r.start.elapsed().as_secs_f64();
+        let (mut exitval, signal) = match r.handle.join() {
+            Ok(()) => (0, 0),
+            Err(e) => match e.kind() {
+                ErrorKind::Exited(c) => (*c, 0),
+                ErrorKind::WorkerLost { reason: ExitReason::Signal(s), .. } => (0, *s as i32),
+                ErrorKind::WorkerLost { reason: ExitReason::SignalNumber(n), .. } => (0, *n),
+                ErrorKind::WorkerLost { reason: ExitReason::Code(c), .. } => (*c, 0),
+                ErrorKind::Spawn(m) => {
+                    eprintln!("escala: {m}");
+                    (127, 0)
+                }
+                other => {
+                    eprintln!("escala: {}: {other}", r.command.display());
+                    (-1, 0)
+                }
+            },
+        };
+        if r.stopped {
+            exitval = -1;
+        }
+        let ok = exitval == 0 && signal == 0;
+        if !ok && r.attempt < self.cfg.retries && !self.stopping {
+            let due = self.cfg.retry_delay.map(|d| Instant::now() + d * 2u32.saturating_pow(r.attempt - 1));
+            self.queue.push_front((r.job, r.attempt + 1, due));
+            return Ok(());
+        }
+        if ok {
+            self.succeeded += 1;
+        } else {
+            self.failed += 1;
+        }
+        let job = &self.jobs[r.job];
+        if let Some(dir) = &self.cfg.results {
+            output::save_results(dir, &job.args, job.seq, &r.capture)?;
+        }
+        let receive = r.capture.stdout_len();
+        let tag = self.cfg.tag.as_deref().map(|t| {
+            Template::render_text(t, &Vars { args: &job.args, seq: job.seq, slot: slot + 1, total: self.jobs.len() })
+        });
+        let display = r.command.display();
+        report(Report {
+            index: r.job,
+            seq: job.seq,
+            start: r.start_unix,
+            runtime,
+            receive,
+            exitval,
+            signal,
+            command: &display,
+            done: Done { capture: r.capture, tag },
+        })?;
+        if !ok {
+            self.check_halt(HaltOn::Fail, exitval, signal, &display);
+        } else {
+            self.check_halt(HaltOn::Success, 0, 0, &display);
+        }
+        Ok(())
+    }
+
+    fn check_halt(&mut self, on: HaltOn, exitval: i32, signal: i32, display: &str) {
+        let h = self.cfg.halt;
+        if h.when == HaltWhen::Never || h.on != on || self.halt_code.is_some() {
+            return;
+        }
+        let count = if on == HaltOn::Fail { self.failed } else { self.succeeded };
+        let hit = match h.limit {
+            Limit::Count(n) => count >= n,
+            Limit::Percent(p) => count as f64 * 100.0 >= p * self.jobs.len() as f64,
+        };
+        if !hit {
+            return;
+        }
+        self.halt_code = Some(match (on, h.limit) {
+            (HaltOn::Success, _) => 0,
+            (HaltOn::Fail, Limit::Count(1)) if exitval > 0 => exitval.min(255) as u8,
+            (HaltOn::Fail, Limit::Count(1)) if signal > 0 => (128 + signal).min(255) as u8,
+            (HaltOn::Fail, _) => self.failed.min(101) as u8,
+        });
+        if on == HaltOn::Fail {
+            eprintln!("escala: this job failed: {display}");
+        }
+        self.stopping = true;
+        if h.when == HaltWhen::Now {
+            self.stop_all();
+        }
+    }
+
+    /// Stops every running job and starts no more.
+    fn stop_all(&mut self) {
+        self.stopping = true;
+        for slot in 0..self.slots.len() {
+            self.stop(slot);
+        }
+    }
+
+    /// Sends SIGTERM to the job's process group; SIGKILL follows after a grace period.
+    fn stop(&mut self, slot: usize) {
+        if let Some(r) = self.slots[slot].as_mut()
+            && !r.stopped
+        {
+            r.stopped = true;
+            r.deadline = None;
+            r.signaller.signal(Signal::SIGTERM);
+            r.kill_at = Some(Instant::now() + KILL_GRACE);
+        }
+    }
+
+    fn check_timers(&mut self) {
+        let now = Instant::now();
+        for slot in 0..self.slots.len() {
+            let Some(r) = self.slots[slot].as_mut() else { continue };
+            if r.kill_at.is_some_and(|t| t <= now) {
+                r.kill_at = None;
+                r.signaller.signal(Signal::SIGKILL);
+            }
+            if r.deadline.is_some_and(|t| t <= now) {
+                eprintln!("escala: warning: this job was killed because it timed out: {}", r.command.display());
+                self.stop(slot);
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `escala run`: GNU parallel's syntax on escala's command units. Each job is an
+//! [`escala::process::Command`] in its own process group; SIGINT/SIGTERM stop them all.
+//!
+//! `inputs.rs` reads and combines the inputs, `template.rs` renders command lines,
+//! `engine.rs` schedules the units, `output.rs` prints their output, `joblog.rs` logs them.
+
+mod engine;
+mod inputs;
+mod joblog;
+mod output;
+mod template;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::run::{Resume, RunConfig};
+use engine::{Engine, Msg};
+use joblog::{Entry, Joblog};
+use output::{Done, Printer};
+use template::{Template, Vars};
+
+/// One job: its sequence number (from 1) and its arguments.
+pub(crate) struct Job {
+    pub(crate) seq: usize,
+    pub(crate) args: Vec<String>,
+}
+
+/// A job that ended for good (after its retries).
+pub(crate) struct Report<'a> {
+    /// Position in input order (from 0).
+    pub(crate) index: usize,
+    pub(crate) seq: usize,
+    pub(crate) start: f64,
+    pub(crate) runtime: f64,
+    pub(crate) receive: u64,
+    pub(crate) exitval: i32,
+    pub(crate) signal: i32,
+    pub(crate) command: &'a str,
+    pub(crate) done: Done,
+}
+
+/// Runs `escala run`; the exit code is the number of failed jobs (at most 101), 255 after
+/// SIGINT/SIGTERM, or what `--halt` asks for.
+pub(crate) fn run(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
+    let template = Template::parse(&cfg.command);
+    let jobs: Vec<Job> =
+        inputs::job_args(cfg)?.into_iter().enumerate().map(|(i, args)| Job { seq: i + 1, args }).collect();
+    if cfg.dry_run {
+        let mut out = std::io::stdout().lock();
+        let context = matches!(cfg.packing, crate::config::run::Packing::Context(_));
+        for j in &jobs {
+            let vars = Vars { args: &j.args, seq: j.seq, slot: 1, total: jobs.len() };
+            writeln!(out, "{}", template.render(&vars, context).display())?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let skip = match (&cfg.joblog, cfg.resume) {
+        (Some(p), r) if r != Resume::No => joblog::skip_set(p, r)?,
+        _ => Default::default(),
+    };
+    let mut log = cfg.joblog.as_deref().map(|p| Joblog::open(p, cfg.resume)).transpose()?;
+    let mut events = match &cfg.events {
+        Some(p) => {
+            let f = std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
+            Some((escala::events::subscribe(), std::io::BufWriter::new(f)))
+        }
+        None => None,
+    };
+    let mut printer = Printer::new(cfg.keep_order);
+    let mut todo = Vec::with_capacity(jobs.len());
+    for (i, j) in jobs.iter().enumerate() {
+        if skip.contains(&j.seq) {
+            printer.finished(i, None)?;
+        } else {
+            todo.push(i);
+        }
+    }
+    let bar = if cfg.bar && std::io::stderr().is_terminal() {
+        let b = ProgressBar::with_draw_target(Some(todo.len() as u64), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} jobs, {elapsed} elapsed, eta {eta}") {
+            b.set_style(style);
+        }
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut engine = Engine::new(cfg, &template, &jobs, todo);
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .context("cannot install the signal handlers")?;
+    let sig_handle = signals.handle();
+    let tx = engine.sender();
+    std::thread::Builder::new()
+        .name("escala-signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if tx.send(Msg::Signal).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    let result = engine.run(&mut |r: Report<'_>| {
+        if let Some(log) = log.as_mut() {
+            log.write(&Entry {
+                seq: r.seq,
+                start: r.start,
+                runtime: r.runtime,
+                receive: r.receive,
+                exitval: r.exitval,
+                signal: r.signal,
+                command: r.command,
+            })?;
+        }
+        bar.suspend(|| printer.finished(r.index, Some(r.done)))?;
+        bar.inc(1);
+        if let Some((sub, w)) = events.as_mut() {
+            write_events(sub, w)?;
+        }
+        Ok(())
+    });
+    sig_handle.close();
+    bar.finish_and_clear();
+    if let Some((sub, mut w)) = events {
+        write_events(&sub, &mut w)?;
+        w.flush().context("cannot write the events file")?;
+    }
+    result?;
+    std::io::stdout().flush()?;
+    Ok(ExitCode::from(if engine.signalled {
+        255
+    } else {
+        engine.halt_code.unwrap_or(engine.failed.min(101) as u8)
+    }))
+}
+
+fn write_events(sub: &escala::events::Subscription, w: &mut impl Write) -> anyhow::Result<()> {
+    for e in sub.try_iter() {
+        serde_json::to_writer(&mut *w, &e).context("cannot write the events file")?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! A job's output: captured in temporary files (`--group`, bounded memory) or whole lines
+//! through pipes (`--line-buffer`) or passed through (`-u`); tags, `-k` order and
+//! `--results DIR`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, PipeReader, Read, Seek, Write};
+use std::path::Path;
+use std::process::Stdio;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+
+use crate::config::run::OutputMode;
+
+/// Where a running job's stdout and stderr go.
+pub(crate) enum Capture {
+    /// Temporary files, printed when the job ends.
+    Files(File, File),
+    /// Whole lines printed by reader threads as they come; they count the stdout bytes.
+    Lines(Arc<AtomicU64>),
+    /// Inherited.
+    Through,
+}
+
+impl Capture {
+    /// Makes the capture for one job, the child's stdout and stderr, and in line mode the
+    /// read ends of its pipes.
+    pub(crate) fn new(mode: OutputMode) -> anyhow::Result<(Capture, Stdio, Stdio, Option<[PipeReader; 2]>)> {
+        match mode {
+            OutputMode::Group => {
+                let out = tempfile::tempfile().context("cannot create a temporary file for the output")?;
+                let err = tempfile::tempfile().context("cannot create a temporary file for the output")?;
+                let (o, e) = (out.try_clone()?, err.try_clone()?);
+                Ok((Capture::Files(out, err), Stdio::from(o), Stdio::from(e), None))
+            }
+            OutputMode::LineBuffer => {
+                let (out_r, out_w) = std::io::pipe().context("cannot create a pipe")?;
+                let (err_r, err_w) = std::io::pipe().context("cannot create a pipe")?;
+                let count = Arc::new(AtomicU64::new(0));
+                Ok((Capture::Lines(count), Stdio::from(out_w), Stdio::from(err_w), Some([out_r, err_r])))
+            }
+            OutputMode::Ungroup => Ok((Capture::Through, Stdio::inherit(), Stdio::inherit(), None)),
+        }
+    }
+
+    /// Bytes the job wrote to stdout (not known with `-u`).
+    pub(crate) fn stdout_len(&self) -> u64 {
+        match self {
+            Capture::Files(out, _) => out.metadata().map_or(0, |m| m.len()),
+            Capture::Lines(n) => n.load(Ordering::Relaxed),
+            Capture::Through => 0,
+        }
+    }
+}
+
+/// Copies `src` to `dst`, each line prefixed with `tag` and a tab when there is a tag.
+fn copy_tagged(mut src: impl Read, dst: &mut impl Write, tag: Option<&str>) -> std::io::Result<()> {
+    let Some(tag) = tag else {
+        std::io::copy(&mut src, dst)?;
+        return Ok(());
+    };
+    let mut r = BufReader::new(src);
+    let mut line = Vec::new();
+    while r.read_until(b'\n', &mut line)? > 0 {
+        dst.write_all(tag.as_bytes())?;
+        dst.write_all(b"\t")?;
+        dst.write_all(&line)?;
+        line.clear();
+    }
+    Ok(())
+}
+
+/// Starts a thread that prints whole lines from a job's pipe as they come, counting the
+/// bytes in `count` (when given); `done` runs at end of file.
+pub(crate) fn line_reader(
+    src: PipeReader,
+    to_stderr: bool,
+    tag: Option<String>,
+    count: Option<Arc<AtomicU64>>,
+    done: impl FnOnce() + Send + 'static,
+) -> anyhow::Result<()> {
+    let spawned = std::thread::Builder::new().name("escala-lines".into()).spawn(move || {
+        let mut r = BufReader::new(src);
+        let mut line = Vec::new();
+        while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            if let Some(c) = &count {
+                c.fetch_add(line.len() as u64, Ordering::Relaxed);
+            }
+            let mut buf = Vec::with_capacity(line.len() + 16);
+            if let Some(t) = &tag {
+                buf.extend_from_slice(t.as_bytes());
+                buf.push(b'\t');
+            }
+            buf.extend_from_slice(&line);
+            let _ = if to_stderr {
+                std::io::stderr().lock().write_all(&buf)
+            } else {
+                std::io::stdout().lock().write_all(&buf)
+            };
+            line.clear();
+        }
+        done();
+    });
+    spawned.map(drop).context("cannot start a thread for the output")
+}
+
+/// A finished job's output waiting to be printed.
+pub(crate) struct Done {
+    pub(crate) capture: Capture,
+    pub(crate) tag: Option<String>,
+}
+
+/// Prints finished jobs' output: at once, or in input order with `-k`.
+pub(crate) struct Printer {
+    keep_order: bool,
+    next: usize,
+    waiting: BTreeMap<usize, Option<Done>>,
+}
+
+impl Printer {
+    pub(crate) fn new(keep_order: bool) -> Printer {
+        Printer { keep_order, next: 0, waiting: BTreeMap::new() }
+    }
+
+    /// Job `index` (0-based, in input order) ended; `None` for a job with nothing to print.
+    pub(crate) fn finished(&mut self, index: usize, done: Option<Done>) -> anyhow::Result<()> {
+        if !self.keep_order {
+            return done.map_or(Ok(()), |d| print(d));
+        }
+        self.waiting.insert(index, done);
+        while let Some(d) = self.waiting.remove(&self.next) {
+            self.next += 1;
+            if let Some(d) = d {
+                print(d)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn print(d: Done) -> anyhow::Result<()> {
+    if let Capture::Files(mut out, mut err) = d.capture {
+        out.rewind()?;
+        err.rewind()?;
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        copy_tagged(&mut out, &mut lock, d.tag.as_deref())?;
+        lock.flush()?;
+        copy_tagged(&mut err, &mut std::io::stderr().lock(), d.tag.as_deref())?;
+    }
+    Ok(())
+}
+
+/// Saves a job's output under `dir/1/ARG1/2/ARG2/…` as `stdout`, `stderr` and `seq`.
+pub(crate) fn save_results(dir: &Path, args: &[String], seq: usize, capture: &Capture) -> anyhow::Result<()> {
+    let mut path = dir.to_path_buf();
+    for (i, a) in args.iter().enumerate() {
+        path.push((i + 1).to_string());
+        path.push(a.replace('\\', "\\\\").replace('/', "\\_"));
+    }
+    std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    std::fs::write(path.join("seq"), format!("{seq}\n"))?;
+    if let Capture::Files(out, err) = capture {
+        for (f, name) in [(out, "stdout"), (err, "stderr")] {
+            let mut f = f.try_clone()?;
+            f.rewind()?;
+            let mut dst = File::create(path.join(name))?;
+            std::io::copy(&mut f, &mut dst).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
