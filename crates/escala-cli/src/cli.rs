@@ -192,7 +192,7 @@ fn run_config(a: RunArgs) -> Result<RunConfig, String> {
         sources.push(runcfg::Source { kind: runcfg::SourceKind::Stdin, linked: false });
     }
     let packing = match (a.x, a.m, a.max_args, a.max_replace_args) {
-        (_, _, Some(0), _) | (_, _, _, Some(0)) => return Err("-n and -N need a number above 0".into()),
+        (_, _, Some(0), _) => return Err("-n needs a number above 0".into()),
         (true, _, n, _) => runcfg::Packing::Context(n),
         (_, true, n, _) => runcfg::Packing::Multi(n),
         (_, _, Some(n), _) => runcfg::Packing::MaxArgs(n),
@@ -205,7 +205,9 @@ fn run_config(a: RunArgs) -> Result<RunConfig, String> {
         _ => runcfg::Delimiter::Newline,
     };
     if let Some(re) = &a.colsep {
-        regex::Regex::new(re).map_err(|e| format!("--colsep `{re}` is not a regular expression: {e}"))?;
+        if regex::Regex::new(re).is_err() {
+            return Err(format!("--colsep `{re}` is not a regular expression"));
+        }
     }
     let output = match (a.line_buffer, a.ungroup) {
         (true, _) => runcfg::OutputMode::LineBuffer,

@@ -30,6 +30,7 @@ pub struct Command {
     grace: Duration,
     tail: usize,
     group: bool,
+    die_with_parent: bool,
 }
 
 impl Command {
@@ -43,6 +44,7 @@ impl Command {
             grace: Duration::from_secs(1),
             tail: 0,
             group: false,
+            die_with_parent: true,
         }
     }
 
@@ -140,8 +142,24 @@ impl Command {
         self
     }
 
+    /// Whether the command gets SIGKILL when this process dies (PR_SET_PDEATHSIG; default
+    /// `true`). Turning it off lets the command start through `posix_spawn` (vfork), which
+    /// is faster; the caller then owns stopping it (for example with a [`Signaller`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = escala::process::Command::new("true").die_with_parent(false).spawn();
+    /// assert!(h.join().is_ok());
+    /// ```
+    pub fn die_with_parent(mut self, yes: bool) -> Command {
+        self.die_with_parent = yes;
+        self
+    }
+
     /// Starts the command; returns once it is running (its [`Handle::pid`] is set) or has
-    /// failed to start. The command dies with this process (PR_SET_PDEATHSIG).
+    /// failed to start. The command dies with this process (PR_SET_PDEATHSIG) unless
+    /// [`die_with_parent`](Self::die_with_parent) is off.
     pub fn spawn(self) -> Handle<()> {
         self.spawn_with_signaller().0
     }
@@ -161,10 +179,12 @@ impl Command {
     /// assert_eq!(err.exit_reason(), Some(ExitReason::Signal(Signal::SIGTERM)));
     /// ```
     pub fn spawn_with_signaller(self) -> (Handle<()>, Signaller) {
-        let Command { mut inner, name, daemon, grace, tail, group } = self;
+        let Command { mut inner, name, daemon, grace, tail, group, die_with_parent } = self;
         let kind = if daemon { UnitKind::DaemonProcess } else { UnitKind::Command };
         let (handle, c) = pair::<()>(TaskName::from(name), kind);
-        sys::kill_with_parent(&mut inner);
+        if die_with_parent {
+            sys::kill_with_parent(&mut inner);
+        }
         if tail > 0 {
             inner.stderr(Stdio::piped());
         }

@@ -1,7 +1,9 @@
 //! The scheduler: starts each job as an escala command unit in its own process group, one per
 //! free slot, and handles their ends, timeouts, retries, `--halt`, `--delay` and SIGINT/SIGTERM.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +11,7 @@ use escala::process::{Command, Signaller};
 use escala::{ErrorKind, ExitReason, Handle};
 use nix::sys::signal::Signal;
 
-use super::output::{self, Capture, Done};
+use super::output::{self, Capture, Done, FilePool};
 use super::template::{Rendered, Template, Vars};
 use super::{Job, Report};
 use crate::config::run::{HaltOn, HaltWhen, Limit, Packing, RunConfig};
@@ -58,10 +60,42 @@ pub(crate) struct Engine<'a> {
     pub(crate) succeeded: usize,
     /// Set when `--halt` stopped the run: the exit code it asks for.
     pub(crate) halt_code: Option<u8>,
+    programs: Programs,
+    /// Temporary files to reuse for captured output.
+    files: FilePool,
+}
+
+/// Where programs are in `PATH`, looked up once per name (a failed `execve` per `PATH`
+/// entry per job costs more than the job's own start).
+#[derive(Default)]
+struct Programs(HashMap<String, PathBuf>);
+
+impl Programs {
+    fn find(&mut self, name: &str) -> PathBuf {
+        if name.contains('/') {
+            return PathBuf::from(name);
+        }
+        self.0
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let path = std::env::var_os("PATH").unwrap_or_default();
+                std::env::split_paths(&path)
+                    .map(|d| d.join(name))
+                    .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+                    .unwrap_or_else(|| PathBuf::from(name))
+            })
+            .clone()
+    }
 }
 
 impl<'a> Engine<'a> {
-    pub(crate) fn new(cfg: &'a RunConfig, template: &'a Template, jobs: &'a [Job], todo: Vec<usize>) -> Engine<'a> {
+    pub(crate) fn new(
+        cfg: &'a RunConfig,
+        template: &'a Template,
+        jobs: &'a [Job],
+        todo: Vec<usize>,
+        files: FilePool,
+    ) -> Engine<'a> {
         let (tx, rx) = std::sync::mpsc::channel();
         let n = cfg.jobs.min(todo.len()).max(1);
         Engine {
@@ -78,6 +112,8 @@ impl<'a> Engine<'a> {
             failed: 0,
             succeeded: 0,
             halt_code: None,
+            programs: Programs::default(),
+            files,
         }
     }
 
@@ -135,15 +171,17 @@ impl<'a> Engine<'a> {
         let vars = Vars { args: &j.args, seq: j.seq, slot: slot + 1, total: self.jobs.len() };
         let command = self.template.render(&vars, matches!(self.cfg.packing, Packing::Context(_)));
         let tag = self.cfg.tag.as_deref().map(|t| Template::render_text(t, &vars));
-        let (capture, out, err, pipes) = Capture::new(self.cfg.output)?;
+        let (capture, out, err, pipes) = Capture::new(self.cfg.output, &self.files)?;
         let cmd = match &command {
-            Rendered::Direct(argv) => Command::new(&argv[0]).args(&argv[1..]),
-            Rendered::Shell(line) => Command::new(&self.cfg.shell).arg("-c").arg(line),
+            Rendered::Direct(argv) => Command::new(self.programs.find(&argv[0])).args(&argv[1..]),
+            Rendered::Shell(line) => Command::new(self.programs.find(&self.cfg.shell)).arg("-c").arg(line),
         };
         let name = if escala::events::enabled() { format!("{} {}", j.seq, command.display()) } else { j.seq.to_string() };
         let cmd = cmd
             .name(name)
             .process_group(true)
+            // Stopped by this loop (signals, halt, timeouts), so it may start by vfork.
+            .die_with_parent(false)
             .stdin(std::process::Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -117,6 +117,8 @@ pub(crate) fn pack(records: Vec<Vec<String>>, packing: Packing, jobs: usize) -> 
     let chunk = |n: usize| -> Vec<Vec<String>> { records.chunks(n).map(|c| c.concat()).collect() };
     match packing {
         Packing::One => records,
+        // -N0: one input per job, none of it on the command line.
+        Packing::ExactArgs(0) => records.iter().map(|_| Vec::new()).collect(),
         Packing::MaxArgs(n) | Packing::ExactArgs(n) => chunk(n),
         Packing::Context(max) | Packing::Multi(max) => {
             // Spread over the slots like GNU parallel, within the line limit and -n.

@@ -43,8 +43,22 @@ pub(crate) struct Report<'a> {
 }
 
 /// Runs `escala run`; the exit code is the number of failed jobs (at most 101), 255 after
-/// SIGINT/SIGTERM, or what `--halt` asks for.
+/// SIGINT/SIGTERM or an error (said in one `escala: error: …` line), or what `--halt` asks for.
 pub(crate) fn run(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
+    match run_jobs(cfg) {
+        Err(e) if !is_broken_pipe(&e) => {
+            eprintln!("escala: error: {}", format!("{e:#}").replace('\n', " "));
+            Ok(ExitCode::from(255))
+        }
+        other => other,
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().filter_map(|c| c.downcast_ref::<std::io::Error>()).any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
     let template = Template::parse(&cfg.command);
     let jobs: Vec<Job> =
         inputs::job_args(cfg)?.into_iter().enumerate().map(|(i, args)| Job { seq: i + 1, args }).collect();
@@ -70,10 +84,11 @@ pub(crate) fn run(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut printer = Printer::new(cfg.keep_order);
+    let files = output::FilePool::default();
     let mut todo = Vec::with_capacity(jobs.len());
     for (i, j) in jobs.iter().enumerate() {
         if skip.contains(&j.seq) {
-            printer.finished(i, None)?;
+            printer.finished(i, None, &files)?;
         } else {
             todo.push(i);
         }
@@ -87,7 +102,7 @@ pub(crate) fn run(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
     } else {
         ProgressBar::hidden()
     };
-    let mut engine = Engine::new(cfg, &template, &jobs, todo);
+    let mut engine = Engine::new(cfg, &template, &jobs, todo, files.clone());
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .context("cannot install the signal handlers")?;
     let sig_handle = signals.handle();
@@ -114,7 +129,7 @@ pub(crate) fn run(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
                 command: r.command,
             })?;
         }
-        bar.suspend(|| printer.finished(r.index, Some(r.done)))?;
+        bar.suspend(|| printer.finished(r.index, Some(r.done), &files))?;
         bar.inc(1);
         if let Some((sub, w)) = events.as_mut() {
             write_events(sub, w)?;

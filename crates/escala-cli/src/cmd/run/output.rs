@@ -2,7 +2,9 @@
 //! through pipes (`--line-buffer`) or passed through (`-u`); tags, `-k` order and
 //! `--results DIR`.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::fs::File;
 use std::io::{BufRead, BufReader, PipeReader, Read, Seek, Write};
 use std::path::Path;
@@ -28,11 +30,16 @@ pub(crate) enum Capture {
 impl Capture {
     /// Makes the capture for one job, the child's stdout and stderr, and in line mode the
     /// read ends of its pipes.
-    pub(crate) fn new(mode: OutputMode) -> anyhow::Result<(Capture, Stdio, Stdio, Option<[PipeReader; 2]>)> {
+    pub(crate) fn new(
+        mode: OutputMode,
+        pool: &FilePool,
+    ) -> anyhow::Result<(Capture, Stdio, Stdio, Option<[PipeReader; 2]>)> {
         match mode {
             OutputMode::Group => {
-                let out = tempfile::tempfile().context("cannot create a temporary file for the output")?;
-                let err = tempfile::tempfile().context("cannot create a temporary file for the output")?;
+                let (out, err) = match pool.take() {
+                    Some(pair) => pair,
+                    None => (tempfile::tempfile()?, tempfile::tempfile()?),
+                };
                 let (o, e) = (out.try_clone()?, err.try_clone()?);
                 Ok((Capture::Files(out, err), Stdio::from(o), Stdio::from(e), None))
             }
@@ -52,6 +59,28 @@ impl Capture {
             Capture::Files(out, _) => out.metadata().map_or(0, |m| m.len()),
             Capture::Lines(n) => n.load(Ordering::Relaxed),
             Capture::Through => 0,
+        }
+    }
+}
+
+/// Emptied temporary files, kept for the next jobs' output (shared by the scheduler, which
+/// takes them, and the printer, which gives them back).
+#[derive(Default, Clone)]
+pub(crate) struct FilePool(Rc<RefCell<Vec<(File, File)>>>);
+
+impl FilePool {
+    fn take(&self) -> Option<(File, File)> {
+        self.0.borrow_mut().pop()
+    }
+
+    /// Empties a job's files and keeps them (a few at most).
+    pub(crate) fn put(&self, capture: Capture) {
+        let mut files = self.0.borrow_mut();
+        if let Capture::Files(mut out, mut err) = capture
+            && files.len() < 64
+            && out.set_len(0).and_then(|_| err.set_len(0)).and_then(|_| out.rewind()).and_then(|_| err.rewind()).is_ok()
+        {
+            files.push((out, err));
         }
     }
 }
@@ -126,32 +155,41 @@ impl Printer {
     }
 
     /// Job `index` (0-based, in input order) ended; `None` for a job with nothing to print.
-    pub(crate) fn finished(&mut self, index: usize, done: Option<Done>) -> anyhow::Result<()> {
+    /// Printed captures go back to `pool`.
+    pub(crate) fn finished(&mut self, index: usize, done: Option<Done>, pool: &FilePool) -> anyhow::Result<()> {
         if !self.keep_order {
-            return done.map_or(Ok(()), |d| print(d));
+            if let Some(d) = done {
+                pool.put(print(d)?);
+            }
+            return Ok(());
         }
         self.waiting.insert(index, done);
         while let Some(d) = self.waiting.remove(&self.next) {
             self.next += 1;
             if let Some(d) = d {
-                print(d)?;
+                pool.put(print(d)?);
             }
         }
         Ok(())
     }
 }
 
-fn print(d: Done) -> anyhow::Result<()> {
-    if let Capture::Files(mut out, mut err) = d.capture {
+fn print(d: Done) -> anyhow::Result<Capture> {
+    if let Capture::Files(out, err) = &d.capture {
+        let (mut out, mut err) = (out, err);
         out.rewind()?;
         err.rewind()?;
-        let stdout = std::io::stdout();
-        let mut lock = stdout.lock();
-        copy_tagged(&mut out, &mut lock, d.tag.as_deref())?;
-        lock.flush()?;
-        copy_tagged(&mut err, &mut std::io::stderr().lock(), d.tag.as_deref())?;
+        if out.metadata()?.len() > 0 {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            copy_tagged(&mut out, &mut lock, d.tag.as_deref())?;
+            lock.flush()?;
+        }
+        if err.metadata()?.len() > 0 {
+            copy_tagged(&mut err, &mut std::io::stderr().lock(), d.tag.as_deref())?;
+        }
     }
-    Ok(())
+    Ok(d.capture)
 }
 
 /// Saves a job's output under `dir/1/ARG1/2/ARG2/…` as `stdout`, `stderr` and `seq`.
