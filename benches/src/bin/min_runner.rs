@@ -9,9 +9,11 @@ use std::process::{Child, Command, ExitCode};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (Some(count), Some(slots), Some(program)) =
-        (args.first().and_then(|a| a.parse::<usize>().ok()), args.get(1).and_then(|a| a.parse::<usize>().ok()), args.get(2))
-    else {
+    let (Some(count), Some(slots), Some(program)) = (
+        args.first().and_then(|a| a.parse::<usize>().ok()),
+        args.get(1).and_then(|a| a.parse::<usize>().ok()),
+        args.get(2),
+    ) else {
         eprintln!("usage: min_runner COUNT SLOTS PROGRAM [ARGS…]");
         return ExitCode::from(2);
     };

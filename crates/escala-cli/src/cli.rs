@@ -22,7 +22,7 @@ enum Command {
     Demo(DemoArgs),
     /// Run a command for every input, in parallel (GNU parallel's syntax):
     /// `escala run [OPTIONS] COMMAND {} ::: ARGS…`, `:::: FILE`, or inputs on stdin.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -171,8 +171,8 @@ pub(crate) fn parse() -> Result<Config, ExitCode> {
             },
             seconds: a.seconds,
         }),
-        Command::Run(a) => match run_config(a) {
-            Ok(c) => Config::Run(c),
+        Command::Run(a) => match run_config(*a) {
+            Ok(c) => Config::Run(Box::new(c)),
             Err(m) => {
                 eprintln!("escala: error: {m}");
                 return Err(ExitCode::from(255));
@@ -186,7 +186,8 @@ fn run_config(a: RunArgs) -> Result<RunConfig, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = runcfg::parse_jobs(&a.jobs, cores)?;
     let (command, mut sources) = runcfg::split_sources(a.command)?;
-    let files = a.arg_file.into_iter().map(|f| runcfg::Source { kind: runcfg::SourceKind::File(f), linked: false });
+    let files =
+        a.arg_file.into_iter().map(|f| runcfg::Source { kind: runcfg::SourceKind::File(f), linked: false });
     sources.splice(0..0, files);
     if sources.is_empty() {
         sources.push(runcfg::Source { kind: runcfg::SourceKind::Stdin, linked: false });

@@ -7,7 +7,7 @@ pub(crate) mod run;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Config {
     Demo(DemoConfig),
-    Run(run::RunConfig),
+    Run(Box<run::RunConfig>),
 }
 
 /// Settings of `escala demo`.

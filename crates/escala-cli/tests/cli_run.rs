@@ -30,7 +30,10 @@ fn args_after_triple_colon_form_a_cartesian_product_last_fastest() {
 
 #[test]
 fn link_wraps_shorter_sources_and_plus_sources_stop_at_the_shortest() {
-    assert_eq!(stdout_of(&["-k", "--link", "echo", ":::", "a", "b", "c", ":::", "1", "2"]), "a 1\nb 2\nc 1\n");
+    assert_eq!(
+        stdout_of(&["-k", "--link", "echo", ":::", "a", "b", "c", ":::", "1", "2"]),
+        "a 1\nb 2\nc 1\n"
+    );
     assert_eq!(stdout_of(&["-k", "echo", ":::", "a", "b", "c", ":::+", "1", "2"]), "a 1\nb 2\n");
 }
 
@@ -113,8 +116,18 @@ fn exit_code_counts_failed_jobs_up_to_101() {
 #[test]
 fn commands_without_shell_syntax_run_without_a_shell() {
     // With SHELL pointing nowhere, only a command run directly can succeed.
-    escala().env("SHELL", "/nonexistent/sh").args(["echo", ":::", "$HOME"]).assert().success().stdout("$HOME\n");
-    escala().env("SHELL", "/bin/sh").args(["echo $PARALLEL_SEQ {}", ":::", "a"]).assert().success().stdout("1 a\n");
+    escala()
+        .env("SHELL", "/nonexistent/sh")
+        .args(["echo", ":::", "$HOME"])
+        .assert()
+        .success()
+        .stdout("$HOME\n");
+    escala()
+        .env("SHELL", "/bin/sh")
+        .args(["echo $PARALLEL_SEQ {}", ":::", "a"])
+        .assert()
+        .success()
+        .stdout("1 a\n");
     escala().env("SHELL", "/nonexistent/sh").args(["echo {} | cat", ":::", "a"]).assert().code(1);
     // Each input is a command line when there is no command.
     assert_eq!(stdout_of(&["-k", ":::", "echo a", "echo b | tr b c"]), "a\nc\n");

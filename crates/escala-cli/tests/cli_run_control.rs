@@ -16,7 +16,10 @@ fn escala() -> Command {
 fn rows(log: &Path) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(log).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand"));
+    assert_eq!(
+        lines.next(),
+        Some("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand")
+    );
     let mut rows: Vec<Vec<String>> = lines.map(|l| l.split('\t').map(str::to_string).collect()).collect();
     rows.sort_by_key(|r| r[0].parse::<usize>().unwrap());
     rows
@@ -101,7 +104,10 @@ fn retries_count_runs_in_total_and_only_the_last_is_logged() {
     assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 2);
     let r = rows(&log);
     assert_eq!((r.len(), r[0][6].as_str()), (1, "1"), "one line, for the last run");
-    escala().args(["-N0", "--retries", "3", "--retry-delay", "0.01", "--joblog", l, &script, ":::", "x"]).assert().code(0);
+    escala()
+        .args(["-N0", "--retries", "3", "--retry-delay", "0.01", "--joblog", l, &script, ":::", "x"])
+        .assert()
+        .code(0);
     let r = rows(&log);
     assert_eq!(r.len(), 1);
     assert_eq!(r[0][6], "0");
@@ -111,8 +117,15 @@ fn retries_count_runs_in_total_and_only_the_last_is_logged() {
 fn halt_now_on_first_failure_exits_with_its_code_and_starts_nothing_more() {
     escala()
         .args(["-j1", "-k", "--halt", "now,fail=1", "echo {}; exit {}", ":::", "0", "3", "0", "0"])
-        .assert().code(3).stdout("0\n3\n").stderr(predicate::str::contains("this job failed"));
-    escala().args(["-j1", "--halt", "soon,success=1", "echo", ":::", "a", "b", "c"]).assert().code(0).stdout("a\n");
+        .assert()
+        .code(3)
+        .stdout("0\n3\n")
+        .stderr(predicate::str::contains("this job failed"));
+    escala()
+        .args(["-j1", "--halt", "soon,success=1", "echo", ":::", "a", "b", "c"])
+        .assert()
+        .code(0)
+        .stdout("a\n");
     escala().args(["-j1", "--halt", "soon,fail=50%", "exit 1", ":::", "a", "b", "c", "d"]).assert().code(2);
 }
 

@@ -34,7 +34,8 @@ fn stop_with(sig: Signal) {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let pids: Vec<i32> = (0..6).map(|_| rx.recv_timeout(Duration::from_secs(30)).expect("a job did not start")).collect();
+    let pids: Vec<i32> =
+        (0..6).map(|_| rx.recv_timeout(Duration::from_secs(30)).expect("a job did not start")).collect();
     kill(Pid::from_raw(child.id() as i32), sig).unwrap();
     assert!(common::ends_within(child.id() as i32, 30), "escala did not stop on {sig}");
     let status = child.wait().unwrap();

@@ -240,38 +240,6 @@ pub(crate) fn parse_delimiter(s: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jobs_forms() {
-        assert_eq!(parse_jobs("3", 2), Ok(3));
-        assert_eq!(parse_jobs("50%", 4), Ok(2));
-        assert_eq!(parse_jobs("+2", 2), Ok(4));
-        assert_eq!(parse_jobs("-5", 2), Ok(1));
-        assert_eq!(parse_jobs("0", 2), Ok(usize::MAX));
-        assert!(parse_jobs("x", 2).is_err());
-    }
-
-    #[test]
-    fn halt_forms() {
-        let h = parse_halt("now,fail=1").unwrap();
-        assert_eq!((h.when, h.on, h.limit), (HaltWhen::Now, HaltOn::Fail, Limit::Count(1)));
-        let h = parse_halt("soon,success=50%").unwrap();
-        assert_eq!((h.when, h.on, h.limit), (HaltWhen::Soon, HaltOn::Success, Limit::Percent(50.0)));
-        assert!(parse_halt("later,fail=1").is_err());
-        assert!(parse_halt("now,fail=0").is_err());
-    }
-
-    #[test]
-    fn delimiters() {
-        assert_eq!(parse_delimiter("\\n"), Ok(b"\n".to_vec()));
-        assert_eq!(parse_delimiter(","), Ok(b",".to_vec()));
-        assert!(parse_delimiter("").is_err());
-    }
-}
-
 /// Splits the trailing words into the command template and the `:::` / `::::` sources.
 pub(crate) fn split_sources(words: Vec<String>) -> Result<(Vec<String>, Vec<Source>), String> {
     let mut command = Vec::new();
@@ -316,4 +284,36 @@ pub(crate) fn split_sources(words: Vec<String>) -> Result<(Vec<String>, Vec<Sour
         return Err("`::::` needs a file name after it".into());
     }
     Ok((command, sources))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_forms() {
+        assert_eq!(parse_jobs("3", 2), Ok(3));
+        assert_eq!(parse_jobs("50%", 4), Ok(2));
+        assert_eq!(parse_jobs("+2", 2), Ok(4));
+        assert_eq!(parse_jobs("-5", 2), Ok(1));
+        assert_eq!(parse_jobs("0", 2), Ok(usize::MAX));
+        assert!(parse_jobs("x", 2).is_err());
+    }
+
+    #[test]
+    fn halt_forms() {
+        let h = parse_halt("now,fail=1").unwrap();
+        assert_eq!((h.when, h.on, h.limit), (HaltWhen::Now, HaltOn::Fail, Limit::Count(1)));
+        let h = parse_halt("soon,success=50%").unwrap();
+        assert_eq!((h.when, h.on, h.limit), (HaltWhen::Soon, HaltOn::Success, Limit::Percent(50.0)));
+        assert!(parse_halt("later,fail=1").is_err());
+        assert!(parse_halt("now,fail=0").is_err());
+    }
+
+    #[test]
+    fn delimiters() {
+        assert_eq!(parse_delimiter("\\n"), Ok(b"\n".to_vec()));
+        assert_eq!(parse_delimiter(","), Ok(b",".to_vec()));
+        assert!(parse_delimiter("").is_err());
+    }
 }

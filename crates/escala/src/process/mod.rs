@@ -211,10 +211,16 @@ impl Builder {
         };
         let decode = |bytes: &[u8]| task::decode::<K::Output>(bytes);
         let (max, tail) = (self.max_frame, self.stderr_tail);
-        launch(handle, completer, Arc::new(ChildSlot::new(false)), (self.daemon, self.grace), move |c, slot, started| {
-            let cmd = reexec_command(ChildMode::Unit, max);
-            run_child(c, slot, started, Job { req, cmd, decode }, tail, max);
-        })
+        launch(
+            handle,
+            completer,
+            Arc::new(ChildSlot::new(false)),
+            (self.daemon, self.grace),
+            move |c, slot, started| {
+                let cmd = reexec_command(ChildMode::Unit, max);
+                run_child(c, slot, started, Job { req, cmd, decode }, tail, max);
+            },
+        )
     }
 }
 

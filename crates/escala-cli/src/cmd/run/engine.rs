@@ -1,17 +1,17 @@
 //! The scheduler: starts each job as an escala command unit in its own process group, one per
 //! free slot, and handles their ends, timeouts, retries, `--halt`, `--delay` and SIGINT/SIGTERM.
 
-use std::collections::{HashMap, VecDeque};
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use escala::Handle;
 use escala::process::{Command, Signaller};
-use escala::{ErrorKind, ExitReason, Handle};
 use nix::sys::signal::Signal;
 
+use super::exit_status::exit_status;
 use super::output::{self, Capture, Done, FilePool};
+use super::programs::Programs;
 use super::template::{Rendered, Template, Vars};
 use super::{Job, Report};
 use crate::config::run::{HaltOn, HaltWhen, Limit, Packing, RunConfig};
@@ -65,29 +65,6 @@ pub(crate) struct Engine<'a> {
     files: FilePool,
 }
 
-/// Where programs are in `PATH`, looked up once per name (a failed `execve` per `PATH`
-/// entry per job costs more than the job's own start).
-#[derive(Default)]
-struct Programs(HashMap<String, PathBuf>);
-
-impl Programs {
-    fn find(&mut self, name: &str) -> PathBuf {
-        if name.contains('/') {
-            return PathBuf::from(name);
-        }
-        self.0
-            .entry(name.to_string())
-            .or_insert_with(|| {
-                let path = std::env::var_os("PATH").unwrap_or_default();
-                std::env::split_paths(&path)
-                    .map(|d| d.join(name))
-                    .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
-                    .unwrap_or_else(|| PathBuf::from(name))
-            })
-            .clone()
-    }
-}
-
 impl<'a> Engine<'a> {
     pub(crate) fn new(
         cfg: &'a RunConfig,
@@ -123,13 +100,17 @@ impl<'a> Engine<'a> {
     }
 
     /// Runs until every job ended (or the run was stopped and the running jobs ended).
-    pub(crate) fn run(&mut self, report: &mut dyn FnMut(Report<'_>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    pub(crate) fn run(
+        &mut self,
+        report: &mut dyn FnMut(Report<'_>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         loop {
             let wake = self.start_ready()?;
             if self.slots.iter().all(Option::is_none) && (self.queue.is_empty() || self.stopping) {
                 return Ok(());
             }
-            let next = self.slots.iter().flatten().flat_map(|r| [r.deadline, r.kill_at]).flatten().chain(wake).min();
+            let next =
+                self.slots.iter().flatten().flat_map(|r| [r.deadline, r.kill_at]).flatten().chain(wake).min();
             let msg = match next {
                 Some(t) => self.rx.recv_timeout(t.saturating_duration_since(Instant::now())),
                 None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -155,10 +136,10 @@ impl<'a> Engine<'a> {
             let Some(pos) = self.queue.iter().position(|(_, _, due)| due.is_none_or(|d| d <= now)) else {
                 return Ok(self.queue.iter().filter_map(|q| q.2).min());
             };
-            if let (Some(d), Some(last)) = (self.cfg.delay, self.last_start)
-                && last + d > now
-            {
-                return Ok(Some(last + d));
+            if let (Some(d), Some(last)) = (self.cfg.delay, self.last_start) {
+                if last + d > now {
+                    return Ok(Some(last + d));
+                }
             }
             let (job, attempt, _) = self.queue.remove(pos).unwrap_or_default();
             self.start(slot, job, attempt)?;
@@ -176,7 +157,11 @@ impl<'a> Engine<'a> {
             Rendered::Direct(argv) => Command::new(self.programs.find(&argv[0])).args(&argv[1..]),
             Rendered::Shell(line) => Command::new(self.programs.find(&self.cfg.shell)).arg("-c").arg(line),
         };
-        let name = if escala::events::enabled() { format!("{} {}", j.seq, command.display()) } else { j.seq.to_string() };
+        let name = if escala::events::enabled() {
+            format!("{} {}", j.seq, command.display())
+        } else {
+            j.seq.to_string()
+        };
         let cmd = cmd
             .name(name)
             .process_group(true)
@@ -196,7 +181,9 @@ impl<'a> Engine<'a> {
             for (src, to_stderr) in [(out_r, false), (err_r, true)] {
                 let tx = self.tx.clone();
                 let count = (!to_stderr).then(|| count.clone());
-                output::line_reader(src, to_stderr, tag.clone(), count, move || drop(tx.send(Msg::Part(slot))))?;
+                output::line_reader(src, to_stderr, tag.clone(), count, move || {
+                    drop(tx.send(Msg::Part(slot)))
+                })?;
                 parts += 1;
             }
         }
@@ -222,7 +209,11 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    fn part_ended(&mut self, slot: usize, report: &mut dyn FnMut(Report<'_>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    fn part_ended(
+        &mut self,
+        slot: usize,
+        report: &mut dyn FnMut(Report<'_>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let Some(r) = self.slots[slot].as_mut() else { return Ok(()) };
         r.parts -= 1;
         if r.parts > 0 {
@@ -230,23 +221,7 @@ impl<'a> Engine<'a> {
         }
         let Some(r) = self.slots[slot].take() else { return Ok(()) };
         let runtime = r.start.elapsed().as_secs_f64();
-        let (mut exitval, signal) = match r.handle.join() {
-            Ok(()) => (0, 0),
-            Err(e) => match e.kind() {
-                ErrorKind::Exited(c) => (*c, 0),
-                ErrorKind::WorkerLost { reason: ExitReason::Signal(s), .. } => (0, *s as i32),
-                ErrorKind::WorkerLost { reason: ExitReason::SignalNumber(n), .. } => (0, *n),
-                ErrorKind::WorkerLost { reason: ExitReason::Code(c), .. } => (*c, 0),
-                ErrorKind::Spawn(m) => {
-                    eprintln!("escala: {m}");
-                    (127, 0)
-                }
-                other => {
-                    eprintln!("escala: {}: {other}", r.command.display());
-                    (-1, 0)
-                }
-            },
-        };
+        let (mut exitval, signal) = exit_status(r.handle.join(), &r.command);
         if r.stopped {
             exitval = -1;
         }
@@ -267,7 +242,10 @@ impl<'a> Engine<'a> {
         }
         let receive = r.capture.stdout_len();
         let tag = self.cfg.tag.as_deref().map(|t| {
-            Template::render_text(t, &Vars { args: &job.args, seq: job.seq, slot: slot + 1, total: self.jobs.len() })
+            Template::render_text(
+                t,
+                &Vars { args: &job.args, seq: job.seq, slot: slot + 1, total: self.jobs.len() },
+            )
         });
         let display = r.command.display();
         report(Report {
@@ -327,9 +305,8 @@ impl<'a> Engine<'a> {
 
     /// Sends SIGTERM to the job's process group; SIGKILL follows after a grace period.
     fn stop(&mut self, slot: usize) {
-        if let Some(r) = self.slots[slot].as_mut()
-            && !r.stopped
-        {
+        let Some(r) = self.slots[slot].as_mut() else { return };
+        if !r.stopped {
             r.stopped = true;
             r.deadline = None;
             r.signaller.signal(Signal::SIGTERM);
@@ -346,7 +323,10 @@ impl<'a> Engine<'a> {
                 r.signaller.signal(Signal::SIGKILL);
             }
             if r.deadline.is_some_and(|t| t <= now) {
-                eprintln!("escala: warning: this job was killed because it timed out: {}", r.command.display());
+                eprintln!(
+                    "escala: warning: this job was killed because it timed out: {}",
+                    r.command.display()
+                );
                 self.stop(slot);
             }
         }

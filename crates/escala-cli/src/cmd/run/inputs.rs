@@ -21,8 +21,8 @@ pub(crate) fn job_args(cfg: &RunConfig) -> anyhow::Result<Vec<Vec<String>>> {
             SourceKind::File(p) if p.as_os_str() == "-" => read_stdin(&cfg.delimiter, &mut stdin_used)?,
             SourceKind::Stdin => read_stdin(&cfg.delimiter, &mut stdin_used)?,
             SourceKind::File(p) => {
-                let bytes =
-                    std::fs::read(p).with_context(|| format!("cannot read the input file {}", p.display()))?;
+                let bytes = std::fs::read(p)
+                    .with_context(|| format!("cannot read the input file {}", p.display()))?;
                 split(&bytes, &cfg.delimiter)
             }
         };

@@ -42,7 +42,8 @@ impl Joblog {
         } else {
             opts.append(true);
         }
-        let mut file = opts.open(path).with_context(|| format!("cannot open the joblog {}", path.display()))?;
+        let mut file =
+            opts.open(path).with_context(|| format!("cannot open the joblog {}", path.display()))?;
         if file.metadata().map(|m| m.len() == 0).unwrap_or(true) {
             file.write_all(HEADER.as_bytes()).context("cannot write the joblog")?;
         }

@@ -5,9 +5,11 @@
 //! `engine.rs` schedules the units, `output.rs` prints their output, `joblog.rs` logs them.
 
 mod engine;
+mod exit_status;
 mod inputs;
 mod joblog;
 mod output;
+mod programs;
 mod template;
 
 use std::io::{IsTerminal, Write};
@@ -55,7 +57,9 @@ pub(crate) fn run(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().filter_map(|c| c.downcast_ref::<std::io::Error>()).any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
@@ -95,7 +99,9 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
     }
     let bar = if cfg.bar && std::io::stderr().is_terminal() {
         let b = ProgressBar::with_draw_target(Some(todo.len() as u64), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} jobs, {elapsed} elapsed, eta {eta}") {
+        if let Ok(style) =
+            ProgressStyle::with_template("{bar:40} {pos}/{len} jobs, {elapsed} elapsed, eta {eta}")
+        {
             b.set_style(style);
         }
         b
@@ -103,8 +109,9 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
         ProgressBar::hidden()
     };
     let mut engine = Engine::new(cfg, &template, &jobs, todo, files.clone());
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .context("cannot install the signal handlers")?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+            .context("cannot install the signal handlers")?;
     let sig_handle = signals.handle();
     let tx = engine.sender();
     std::thread::Builder::new()

@@ -4,11 +4,11 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::fs::File;
-use std::io::{BufRead, BufReader, PipeReader, Read, Seek, Write};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::path::Path;
 use std::process::Stdio;
+use std::rc::Rc;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +33,7 @@ impl Capture {
     pub(crate) fn new(
         mode: OutputMode,
         pool: &FilePool,
-    ) -> anyhow::Result<(Capture, Stdio, Stdio, Option<[PipeReader; 2]>)> {
+    ) -> anyhow::Result<(Capture, Stdio, Stdio, Option<[File; 2]>)> {
         match mode {
             OutputMode::Group => {
                 let (out, err) = match pool.take() {
@@ -44,8 +44,8 @@ impl Capture {
                 Ok((Capture::Files(out, err), Stdio::from(o), Stdio::from(e), None))
             }
             OutputMode::LineBuffer => {
-                let (out_r, out_w) = std::io::pipe().context("cannot create a pipe")?;
-                let (err_r, err_w) = std::io::pipe().context("cannot create a pipe")?;
+                let (out_r, out_w) = pipe()?;
+                let (err_r, err_w) = pipe()?;
                 let count = Arc::new(AtomicU64::new(0));
                 Ok((Capture::Lines(count), Stdio::from(out_w), Stdio::from(err_w), Some([out_r, err_r])))
             }
@@ -63,6 +63,12 @@ impl Capture {
     }
 }
 
+/// A close-on-exec pipe: (read end, write end).
+fn pipe() -> anyhow::Result<(File, File)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")?;
+    Ok((File::from(r), File::from(w)))
+}
+
 /// Emptied temporary files, kept for the next jobs' output (shared by the scheduler, which
 /// takes them, and the printer, which gives them back).
 #[derive(Default, Clone)]
@@ -76,10 +82,10 @@ impl FilePool {
     /// Empties a job's files and keeps them (a few at most).
     pub(crate) fn put(&self, capture: Capture) {
         let mut files = self.0.borrow_mut();
-        if let Capture::Files(mut out, mut err) = capture
-            && files.len() < 64
-            && out.set_len(0).and_then(|_| err.set_len(0)).and_then(|_| out.rewind()).and_then(|_| err.rewind()).is_ok()
-        {
+        let Capture::Files(mut out, mut err) = capture else { return };
+        let emptied =
+            out.set_len(0).and_then(|_| err.set_len(0)).and_then(|_| out.rewind()).and_then(|_| err.rewind());
+        if files.len() < 64 && emptied.is_ok() {
             files.push((out, err));
         }
     }
@@ -105,7 +111,7 @@ fn copy_tagged(mut src: impl Read, dst: &mut impl Write, tag: Option<&str>) -> s
 /// Starts a thread that prints whole lines from a job's pipe as they come, counting the
 /// bytes in `count` (when given); `done` runs at end of file.
 pub(crate) fn line_reader(
-    src: PipeReader,
+    src: File,
     to_stderr: bool,
     tag: Option<String>,
     count: Option<Arc<AtomicU64>>,
@@ -156,7 +162,12 @@ impl Printer {
 
     /// Job `index` (0-based, in input order) ended; `None` for a job with nothing to print.
     /// Printed captures go back to `pool`.
-    pub(crate) fn finished(&mut self, index: usize, done: Option<Done>, pool: &FilePool) -> anyhow::Result<()> {
+    pub(crate) fn finished(
+        &mut self,
+        index: usize,
+        done: Option<Done>,
+        pool: &FilePool,
+    ) -> anyhow::Result<()> {
         if !self.keep_order {
             if let Some(d) = done {
                 pool.put(print(d)?);

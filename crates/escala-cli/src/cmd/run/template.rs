@@ -2,8 +2,10 @@
 //! `{##}` `{n}` `{n.}`…), shell detection, and rendering a job's command line.
 
 /// Characters that make a command line need a shell.
-const SHELL_CHARS: &[char] =
-    &['|', '&', ';', '<', '>', '(', ')', '$', '`', '\\', '"', '\'', '*', '?', '[', ']', '#', '~', '\n', '{', '}'];
+const SHELL_CHARS: &[char] = &[
+    '|', '&', ';', '<', '>', '(', ')', '$', '`', '\\', '"', '\'', '*', '?', '[', ']', '#', '~', '\n', '{',
+    '}',
+];
 
 /// Shell builtins and keywords: a command line starting with one needs the shell.
 const SHELL_WORDS: &[&str] = &[
@@ -91,7 +93,9 @@ impl Template {
                 Seg::Lit(l) => l.contains(SHELL_CHARS) || (i == 0 && l.contains('=')),
                 Seg::Rep(_) => false,
             })
-        }) || tokens.first().is_some_and(|(_, segs)| matches!(segs.as_slice(), [Seg::Lit(l)] if SHELL_WORDS.contains(&l.as_str())));
+        }) || tokens.first().is_some_and(
+            |(_, segs)| matches!(segs.as_slice(), [Seg::Lit(l)] if SHELL_WORDS.contains(&l.as_str())),
+        );
         Template { tokens, shell, raw }
     }
 
@@ -114,7 +118,9 @@ impl Template {
             }
             Rendered::Shell(line)
         } else {
-            Rendered::Direct(self.tokens.iter().flat_map(|(_, segs)| expand(segs, v, context, &str::to_string)).collect())
+            Rendered::Direct(
+                self.tokens.iter().flat_map(|(_, segs)| expand(segs, v, context, &str::to_string)).collect(),
+            )
         }
     }
 
@@ -186,7 +192,8 @@ fn parse_rep(inner: &str) -> Option<Rep> {
         _ => {}
     }
     let digits = inner.len() - inner.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    let pos = if digits == 0 { None } else { Some(inner[..digits].parse::<usize>().ok().filter(|&n| n > 0)?) };
+    let pos =
+        if digits == 0 { None } else { Some(inner[..digits].parse::<usize>().ok().filter(|&n| n > 0)?) };
     let modifier = match &inner[digits..] {
         "" => Modifier::None,
         "." => Modifier::NoExt,
