@@ -2,9 +2,10 @@
 
 use std::ffi::OsStr;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{launch, lost, reap, spawn_into, sys};
+use super::{ChildSlot, launch, lost, reap, spawn_into, sys};
 use crate::error::{ErrorKind, ExitReason};
 use crate::handle::{Handle, TaskName, UnitKind, pair};
 
@@ -26,6 +27,7 @@ pub struct Command {
     daemon: bool,
     grace: Duration,
     tail: usize,
+    group: bool,
 }
 
 impl Command {
@@ -38,6 +40,7 @@ impl Command {
             daemon: false,
             grace: Duration::from_secs(1),
             tail: 0,
+            group: false,
         }
     }
 
@@ -60,6 +63,12 @@ impl Command {
     /// Sets an environment variable for the command.
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Command {
         self.inner.env(key, value);
+        self
+    }
+
+    /// Removes an environment variable from the command's environment.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Command {
+        self.inner.env_remove(key);
         self
     }
 
@@ -113,17 +122,45 @@ impl Command {
         self
     }
 
+    /// Runs the command as the leader of a new process group (default: no). Signals to the
+    /// unit — a cancel, a stop at exit — then go to the whole group, and when the command
+    /// exits, whatever it left running in its group is killed (SIGKILL): no orphans.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = escala::process::Command::new("sh").args(["-c", "sleep 60 & wait"]).process_group(true).spawn();
+    /// h.cancel(); // SIGTERM to `sh` and to its `sleep`
+    /// assert!(h.join().unwrap_err().is_cancelled());
+    /// ```
+    pub fn process_group(mut self, own_group: bool) -> Command {
+        self.group = own_group;
+        self
+    }
+
     /// Starts the command; returns once it is running (its [`Handle::pid`] is set) or has
     /// failed to start. The command dies with this process (PR_SET_PDEATHSIG).
     pub fn spawn(self) -> Handle<()> {
-        let Command { mut inner, name, daemon, grace, tail } = self;
+        self.spawn_in_slot().0
+    }
+
+    /// Starts the command and also returns the slot that owns the child.
+    pub(crate) fn spawn_in_slot(self) -> (Handle<()>, Arc<ChildSlot>) {
+        let Command { mut inner, name, daemon, grace, tail, group } = self;
         let kind = if daemon { UnitKind::DaemonProcess } else { UnitKind::Command };
-        let (handle, c) = pair::<()>(TaskName::from(name), kind);
+        let units = pair::<()>(TaskName::from(name), kind);
         sys::kill_with_parent(&mut inner);
         if tail > 0 {
             inner.stderr(Stdio::piped());
         }
-        launch(handle, c, daemon, grace, move |c, slot, started| {
+        let slot = Arc::new(if group {
+            use std::os::unix::process::CommandExt;
+            inner.process_group(0);
+            ChildSlot::group()
+        } else {
+            ChildSlot::new()
+        });
+        let h = launch(units, daemon, grace, slot.clone(), move |c, slot, started| {
             let what = format!("cannot run `{}`", inner.get_program().to_string_lossy());
             let Some((pid, stderr)) = spawn_into(&c, slot, &mut inner, tail, &what) else {
                 return;
@@ -134,6 +171,7 @@ impl Command {
                 (Some(ExitReason::Code(code)), _) => c.fail(ErrorKind::Exited(code)),
                 (status, lines) => lost(&c, status, lines),
             };
-        })
+        });
+        (h, slot)
     }
 }

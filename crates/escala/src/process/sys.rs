@@ -59,6 +59,11 @@ pub(crate) fn signal(pid: u32, sig: Signal) {
     let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), sig);
 }
 
+/// Sends `sig` to the process group `pgid`, ignoring a group that is already gone.
+pub(crate) fn signal_group(pgid: u32, sig: Signal) {
+    let _ = nix::sys::signal::killpg(Pid::from_raw(pgid as i32), sig);
+}
+
 /// Blocks until the child exits, without reaping it (so it stays signal-safe to address
 /// by pid until the caller reaps it under its lock).
 pub(crate) fn wait_exit_no_reap(pid: u32) {
