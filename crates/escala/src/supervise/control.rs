@@ -451,7 +451,9 @@ impl Control {
                 (Some(c), _) if c.generation == generation => {
                     self.services[si].rollout = Some((next + 1, None))
                 }
-                (Some(_), None) => return self.spawn(si, next, true),
+                // Loops: a worker that is ready when started is swapped in at once; one
+                // that failed to start has a backoff timer and the loop stops above.
+                (Some(_), None) => self.spawn(si, next, true),
                 (Some(_), Some(i)) if i.ready => {
                     let mut old = slot.current.take().expect("checked above");
                     slot.current = slot.incoming.take();
