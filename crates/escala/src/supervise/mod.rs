@@ -12,22 +12,24 @@
 //!
 //! ```
 //! use escala::supervise::{Service, Supervisor, SupervisorEvent};
+//! use nix::sys::signal::{Signal, kill};
 //!
 //! fn main() {
 //!     let _exit = escala::init();
-//!     let sup = Supervisor::builder().service(Service::shell("sleeper", "exec sleep 60").workers(2)).start().unwrap();
-//!     let events = sup.subscribe();
-//!     while sup.status()[0].workers.iter().any(|w| w.pid.is_none()) {
-//!         events.recv().unwrap();
-//!     }
-//!     let pid = sup.status()[0].workers[0].pid.unwrap();
-//!     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
-//!     // The death is seen and the worker replaced.
-//!     let replaced = events.iter().find_map(|e| match e {
-//!         SupervisorEvent::WorkerStarted { worker: 0, pid: new, .. } => Some(new),
-//!         _ => None,
-//!     });
-//!     assert_ne!(replaced, Some(pid));
+//!     let (tx, started) = std::sync::mpsc::channel();
+//!     let sup = Supervisor::builder()
+//!         .service(Service::shell("sleeper", "exec sleep 60"))
+//!         .on_event(move |e| {
+//!             if let SupervisorEvent::WorkerStarted { pid, .. } = e {
+//!                 let _ = tx.send(*pid);
+//!             }
+//!         })
+//!         .start()
+//!         .unwrap();
+//!     let first = started.recv().unwrap();
+//!     kill(nix::unistd::Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
+//!     let second = started.recv().unwrap(); // replaced at once
+//!     assert_ne!(first, second);
 //!     assert!(sup.stop().is_success());
 //! }
 //! ```
