@@ -32,8 +32,9 @@ pub(crate) fn socket_path(c: &ServeConfig) -> anyhow::Result<PathBuf> {
     Ok(base.join(format!("escala-serve-{uid}")).join(format!("{hash:016x}.sock")))
 }
 
-/// Listens on `path` and answers requests on a thread; the socket is removed on drop.
-pub(crate) fn serve(path: &Path, sup: Arc<Supervisor>) -> anyhow::Result<Server> {
+/// Binds the control socket at `path` (owner-only from the start: bound under umask 077,
+/// before any worker runs), refusing one that a live server still answers on.
+pub(crate) fn bind(path: &Path) -> anyhow::Result<Server> {
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
@@ -41,24 +42,32 @@ pub(crate) fn serve(path: &Path, sup: Arc<Supervisor>) -> anyhow::Result<Server>
         bail!("{}: another `escala serve` already answers on this control socket", path.display());
     }
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = bound.with_context(|| format!("cannot bind {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    let l = listener.try_clone()?;
-    std::thread::Builder::new().name("escala-control".into()).spawn(move || {
-        for conn in l.incoming() {
-            let Ok(conn) = conn else { break };
-            if answer(conn, &sup).is_err() {
-                continue;
+    Ok(Server { path: path.to_path_buf(), listener })
+}
+
+impl Server {
+    /// Answers requests about `sup` on a thread.
+    pub(crate) fn answer(&self, sup: Arc<Supervisor>) -> anyhow::Result<()> {
+        let l = self.listener.try_clone()?;
+        std::thread::Builder::new().name("escala-control".into()).spawn(move || {
+            for conn in l.incoming() {
+                let Ok(conn) = conn else { break };
+                let _ = answer(conn, &sup);
             }
-        }
-    })?;
-    Ok(Server { path: path.to_path_buf(), _listener: listener })
+        })?;
+        Ok(())
+    }
 }
 
 /// The running control socket.
 pub(crate) struct Server {
     path: PathBuf,
-    _listener: UnixListener,
+    listener: UnixListener,
 }
 
 impl Drop for Server {

@@ -34,6 +34,7 @@ fn serve(c: &ServeConfig, socket: &std::path::Path) -> anyhow::Result<ExitCode> 
     // Before anything starts, so no signal is missed.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("cannot install the signal handlers")?;
+    let server = control::bind(socket)?;
     let sup = Supervisor::builder()
         .services(f.services)
         .exit_on_failure(f.exit_on_failure)
@@ -41,7 +42,7 @@ fn serve(c: &ServeConfig, socket: &std::path::Path) -> anyhow::Result<ExitCode> 
         .on_event(report)
         .start()?;
     let sup = std::sync::Arc::new(sup);
-    let server = control::serve(socket, sup.clone())?;
+    server.answer(sup.clone())?;
     let (tx, rx) = crossbeam_channel::unbounded();
     let handle = signals.handle();
     let sig_tx = tx.clone();
