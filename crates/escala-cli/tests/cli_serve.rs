@@ -67,8 +67,13 @@ fn lines(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
 
 impl Server {
     fn start(file: &Path, socket: &str) -> Server {
+        Server::start_with(file, socket, &[])
+    }
+
+    fn start_with(file: &Path, socket: &str, env: &[(&str, &Path)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_escala"))
             .args(["serve", file.to_str().unwrap(), "--socket", socket])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -305,4 +310,28 @@ fn a_sigkilled_server_leaves_no_workers() {
     for (fd, pid) in fds.iter().zip(pids) {
         assert_exits(fd, pid);
     }
+}
+
+#[test]
+fn sd_notify_ready_and_stopping_reach_the_manager_but_not_the_workers() {
+    use std::os::unix::net::UnixDatagram;
+    let d = Dir::new("notify");
+    let manager_path = d.0.join("manager.sock");
+    let manager = UnixDatagram::bind(&manager_path).unwrap();
+    manager.set_read_timeout(Some(WAIT)).unwrap();
+    let f = d
+        .write("s.toml", "[services.web]\ncommand = \"echo \\\"ns=[$NOTIFY_SOCKET]\\\"; exec sleep 1000\"\n");
+    let s = Server::start_with(&f, &d.socket(), &[("NOTIFY_SOCKET", &manager_path)]);
+    let mut buf = [0u8; 256];
+    let n = manager.recv(&mut buf).expect("READY=1 within the wait");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert_eq!(
+        s.out.recv_timeout(WAIT).unwrap(),
+        "web[0] ns=[]",
+        "the worker does not see escala's NOTIFY_SOCKET"
+    );
+    s.signal(Signal::SIGTERM);
+    let n = manager.recv(&mut buf).expect("STOPPING=1 within the wait");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(s.exit_code().0, Some(0));
 }

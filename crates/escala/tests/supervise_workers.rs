@@ -16,7 +16,7 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use escala::ExitReason;
 use escala::supervise::{
-    Backoff, CrashLoop, Ready, Restart, Service, ServiceState, Supervisor, SupervisorEvent,
+    Backoff, CrashLoop, LogFile, Output, Ready, Restart, Service, ServiceState, Supervisor, SupervisorEvent,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use nix::sys::signal::{Signal, kill};
@@ -59,6 +59,7 @@ fn main() {
         Trial::test("notify_readiness_gates_depends_on", notify_readiness_gates_depends_on),
         Trial::test("restart_policies", restart_policies),
         Trial::test("invalid_sets_are_refused", invalid_sets_are_refused),
+        Trial::test("output_goes_to_a_log_file_rotated_by_size", output_goes_to_a_log_file_rotated_by_size),
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     drop(exit);
@@ -502,5 +503,32 @@ fn invalid_sets_are_refused() -> TestResult {
         refused(Supervisor::builder().service(Service::command("e", empty))).as_deref(),
         Some("service `e`: the command is empty")
     );
+    Ok(())
+}
+
+fn output_goes_to_a_log_file_rotated_by_size() -> TestResult {
+    let dir = std::env::temp_dir().join(format!("escala-sup-{}-log", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let log = LogFile::new(dir.join("w.log")).max_bytes(200).keep(2);
+    let svc = Service::shell("w", "echo oops >&2; for i in $(seq 10 99); do echo line-$i; done")
+        .restart(Restart::Never)
+        .output(Output::File(log));
+    let (sup, _rx) = start(Supervisor::builder().service(svc))?;
+    // Ends by itself once the worker exited and its output is written.
+    assert!(sup.wait_timeout(WAIT).ok_or("the supervisor did not end")?.is_success());
+    let mut all = String::new();
+    for name in ["w.log.2", "w.log.1", "w.log"] {
+        let text = std::fs::read_to_string(dir.join(name))?;
+        assert!(text.len() <= 200, "{name} is {} bytes", text.len());
+        all.push_str(&text);
+    }
+    assert!(!dir.join("w.log.3").exists(), "only `keep` old files are kept");
+    // stderr has its own pipe: its line may land anywhere, or be rotated away.
+    let rest: Vec<&str> = all.lines().filter(|l| *l != "w[0] oops").collect();
+    let first: u32 = rest[0].strip_prefix("w[0] line-").ok_or("a prefixed line")?.parse()?;
+    let expected: Vec<String> = (first..100).map(|i| format!("w[0] line-{i}")).collect();
+    assert_eq!(rest, expected, "whole lines, in order, the oldest rotated away");
+    assert!(first > 10, "some lines were rotated out");
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -165,6 +165,8 @@ impl Command {
             let Some((pid, stderr)) = spawn_into(&c, slot, &mut inner, tail, &what) else {
                 return;
             };
+            // Closes our copies of the command's stdio: a pipe reader sees EOF at its exit.
+            drop(inner);
             started.done();
             match reap(slot, pid, stderr) {
                 (Some(ExitReason::Code(0)), _) => c.ok(()),

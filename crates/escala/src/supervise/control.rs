@@ -62,6 +62,8 @@ pub(crate) struct Control {
     pub(crate) dir: PathBuf,
     pub(crate) exit_on_failure: bool,
     pub(crate) sd_notify: bool,
+    /// Held by every output thread: all have written their last line when it disconnects.
+    flushed: (Sender<()>, Receiver<()>),
     next_id: u64,
     services: Vec<Svc>,
     stopping: bool,
@@ -78,6 +80,7 @@ impl Control {
             dir,
             exit_on_failure: false,
             sd_notify: false,
+            flushed: crossbeam_channel::bounded(0),
             next_id: 1,
             services: Vec::new(),
             stopping: false,
@@ -114,6 +117,11 @@ impl Control {
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        // Every worker is gone; its output is written unless a process that escaped its
+        // group still holds the pipe: wait for that a bounded time only.
+        let (tx, rx) = self.flushed;
+        drop(tx);
+        let _ = rx.recv_timeout(Duration::from_secs(1));
         self.failed
     }
 
@@ -202,7 +210,7 @@ impl Control {
         let id = self.next_id;
         self.next_id += 1;
         let svc = &mut self.services[si];
-        match worker::start(&svc.spec, wi, id, &self.dir, &self.tx) {
+        match worker::start(&svc.spec, wi, id, (&self.dir, &self.flushed.0), &self.tx) {
             Ok(run) => {
                 let pid = run.pid;
                 let ready = svc.spec.ready == super::Ready::Started;

@@ -36,6 +36,7 @@
 
 mod control;
 mod event;
+mod logfile;
 mod notify;
 mod policy;
 mod service;
@@ -48,6 +49,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 
 pub use event::{Reload, ServiceState, ServiceStatus, SupervisorEvent, WorkerStatus};
+pub use logfile::LogFile;
 pub use notify::sd_notify_to;
 pub use policy::{Backoff, CrashLoop, Restart};
 pub use service::{Output, Ready, Service};

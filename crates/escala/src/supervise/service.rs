@@ -30,6 +30,8 @@ pub enum Output {
     Prefixed,
     /// Shared with this process, untouched.
     Inherit,
+    /// Appended to a log file rotated by size, each line prefixed with `service[i] `.
+    File(super::LogFile),
 }
 
 #[derive(Clone)]

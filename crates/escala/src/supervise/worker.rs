@@ -98,11 +98,12 @@ pub(crate) struct Running {
 }
 
 /// Starts worker `index` of `svc`; its exit (and readiness) arrive on `tx` under `id`.
+/// `flushed` is held by the output threads until they have written their last line.
 pub(crate) fn start(
     svc: &Service,
     index: usize,
     id: u64,
-    dir: &Path,
+    (dir, flushed): (&Path, &Sender<()>),
     tx: &Sender<Msg>,
 ) -> Result<Running, String> {
     let name = format!("{}[{index}]", svc.name);
@@ -119,9 +120,16 @@ pub(crate) fn start(
             Some(path)
         }
     };
-    if svc.output == Output::Prefixed {
-        own.stdout = Some(prefixer(&name, false).map_err(|e| format!("cannot create a pipe: {e}"))?);
-        own.stderr = Some(prefixer(&name, true).map_err(|e| format!("cannot create a pipe: {e}"))?);
+    let sinks = match &svc.output {
+        Output::Inherit => None,
+        Output::Prefixed => Some((Sink::Stdout, Sink::Stderr)),
+        Output::File(log) => Some((Sink::File(log.clone()), Sink::File(log.clone()))),
+    };
+    if let Some((out, err)) = sinks {
+        let pipe =
+            |sink| prefixer(&name, sink, flushed.clone()).map_err(|e| format!("cannot create a pipe: {e}"));
+        own.stdout = Some(pipe(out)?);
+        own.stderr = Some(pipe(err)?);
     }
     let (handle, slot) = match &svc.program {
         Program::Command(argv) => {
@@ -199,11 +207,20 @@ fn listen_ready(path: &Path, id: u64, tx: Sender<Msg>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A pipe whose lines a thread copies to our stdout (or stderr) as `name line`.
-fn prefixer(name: &str, err: bool) -> std::io::Result<OwnedFd> {
+/// Where an output thread writes.
+enum Sink {
+    Stdout,
+    Stderr,
+    File(super::LogFile),
+}
+
+/// A pipe whose lines a thread copies, prefixed with `name `, to `sink`. The thread holds
+/// `flushed` until it has written the last line.
+fn prefixer(name: &str, sink: Sink, flushed: Sender<()>) -> std::io::Result<OwnedFd> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let prefix = name.to_string();
     std::thread::Builder::new().name(format!("escala-out-{name}")).spawn(move || {
+        let _flushed = flushed;
         let mut line = Vec::new();
         let mut rd = BufReader::new(std::fs::File::from(r));
         while rd.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
@@ -214,10 +231,10 @@ fn prefixer(name: &str, err: bool) -> std::io::Result<OwnedFd> {
             out.extend_from_slice(prefix.as_bytes());
             out.push(b' ');
             out.extend_from_slice(&line);
-            let ok = if err {
-                std::io::stderr().write_all(&out)
-            } else {
-                std::io::stdout().lock().write_all(&out)
+            let ok = match &sink {
+                Sink::Stdout => std::io::stdout().lock().write_all(&out),
+                Sink::Stderr => std::io::stderr().write_all(&out),
+                Sink::File(log) => log.write_line(&out),
             };
             if ok.is_err() {
                 break;

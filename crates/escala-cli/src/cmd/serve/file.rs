@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use escala::supervise::{Backoff, CrashLoop, Ready, Restart, Service};
+use escala::supervise::{Backoff, CrashLoop, LogFile, Output, Ready, Restart, Service};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -53,6 +53,7 @@ struct RawService {
     env: BTreeMap<String, String>,
     cwd: Option<PathBuf>,
     ready: Option<Spanned<String>>,
+    log: Option<RawLog>,
     depends_on: Option<Spanned<Vec<String>>>,
 }
 
@@ -62,6 +63,14 @@ struct RawBackoff {
     initial: Option<Spanned<String>>,
     max: Option<Spanned<String>>,
     reset_after: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    file: PathBuf,
+    max_size: Option<Spanned<toml::Value>>,
+    keep: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -173,7 +182,43 @@ fn service(at: &Locator<'_>, name: &str, raw: &RawService, base: &Path) -> Resul
             }
         });
     }
+    if let Some(log) = &raw.log {
+        let mut file = LogFile::new(base.join(&log.file));
+        if let Some(size) = &log.max_size {
+            file = file.max_bytes(bytes(size).map_err(|m| at.error(size, &key("log.max_size"), &m))?);
+        }
+        if let Some(keep) = &log.keep {
+            let n = usize::try_from(*keep.get_ref())
+                .map_err(|_| at.error(keep, &key("log.keep"), "must be 0 or more"))?;
+            file = file.keep(n);
+        }
+        svc = svc.output(Output::File(file));
+    }
     Ok(svc.depends_on(raw.depends_on.iter().flat_map(|d| d.get_ref().iter().cloned())))
+}
+
+/// A size: a number of bytes, or a string such as `"512K"`, `"10MB"` or `"1GiB"`.
+fn bytes(v: &Spanned<toml::Value>) -> Result<u64, String> {
+    let bad = || "must be a number of bytes or a size such as \"10MB\"".to_string();
+    let n = match v.get_ref() {
+        toml::Value::Integer(n) => u64::try_from(*n).map_err(|_| bad())?,
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let at = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (num, unit) = s.split_at(at);
+            let num: u64 = num.parse().map_err(|_| bad())?;
+            let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+                "" | "B" => 1,
+                "K" | "KB" | "KIB" => 1 << 10,
+                "M" | "MB" | "MIB" => 1 << 20,
+                "G" | "GB" | "GIB" => 1 << 30,
+                _ => return Err(bad()),
+            };
+            num.checked_mul(mult).ok_or_else(bad)?
+        }
+        _ => return Err(bad()),
+    };
+    if n == 0 { Err("must be more than 0 bytes".into()) } else { Ok(n) }
 }
 
 /// Unknown services in `depends_on`, and dependency cycles.
@@ -302,6 +347,7 @@ env = { PORT = "8000" }
 cwd = "."
 ready = "started"
 depends_on = []
+log = { file = "web.log", max_size = "1MB", keep = 2 }
 "#;
         let f = parse(Path::new("s.toml"), src).unwrap();
         assert_eq!(f.services[0].name(), "web");
@@ -345,5 +391,9 @@ depends_on = []
             "s.toml:3:15: services.a.stop_signal: `NOPE` is not a signal name"
         );
         assert!(err("[services.a\ncommand = 1\n").starts_with("s.toml:1:"));
+        assert_eq!(
+            err("[services.a]\ncommand = \"x\"\nlog = { file = \"a.log\", max_size = \"big\" }\n"),
+            "s.toml:3:36: services.a.log.max_size: must be a number of bytes or a size such as \"10MB\""
+        );
     }
 }
