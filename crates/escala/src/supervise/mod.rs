@@ -10,6 +10,10 @@
 //! one at a time — start the new one, wait until it is ready, stop the old — so a service
 //! never has zero workers. Hooks and subscribers see every [`SupervisorEvent`].
 //!
+//! In-process background work has its own pieces: [`Periodic`] runs a unit every interval
+//! (no overlap by default, with jitter) and [`DaemonThread`] keeps a daemon thread alive
+//! with the same restart policy, backoff and crash-loop limit.
+//!
 //! ```
 //! use escala::supervise::{Service, Supervisor, SupervisorEvent};
 //! use nix::sys::signal::{Signal, kill};
@@ -35,9 +39,11 @@
 //! ```
 
 mod control;
+mod daemon;
 mod event;
 mod logfile;
 mod notify;
+mod periodic;
 mod policy;
 mod service;
 mod worker;
@@ -48,9 +54,11 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
+pub use daemon::{DaemonHandle, DaemonReport, DaemonThread};
 pub use event::{Reload, ServiceState, ServiceStatus, SupervisorEvent, WorkerStatus};
 pub use logfile::LogFile;
 pub use notify::sd_notify_to;
+pub use periodic::{Periodic, PeriodicHandle, PeriodicReport};
 pub use policy::{Backoff, CrashLoop, Restart};
 pub use service::{Output, Ready, Service};
 pub use worker::WorkerExit;
