@@ -141,11 +141,14 @@ impl Command {
     /// Starts the command; returns once it is running (its [`Handle::pid`] is set) or has
     /// failed to start. The command dies with this process (PR_SET_PDEATHSIG).
     pub fn spawn(self) -> Handle<()> {
-        self.spawn_in_slot().0
+        self.spawn_in_slot(false).0
     }
 
-    /// Starts the command and also returns the slot that owns the child.
-    pub(crate) fn spawn_in_slot(self) -> (Handle<()>, Arc<ChildSlot>) {
+    /// Starts the command and also returns the slot that owns the child. With `here`, the
+    /// child is forked by the calling thread — one thread hop less before it runs — and its
+    /// PDEATHSIG is tied to that thread, so only a thread that outlives its children (a
+    /// supervisor's control thread) may ask for it.
+    pub(crate) fn spawn_in_slot(self, here: bool) -> (Handle<()>, Arc<ChildSlot>) {
         let Command { mut inner, name, daemon, grace, tail, group } = self;
         let kind = if daemon { UnitKind::DaemonProcess } else { UnitKind::Command };
         let units = pair::<()>(TaskName::from(name), kind);
@@ -160,13 +163,19 @@ impl Command {
         } else {
             ChildSlot::new()
         });
+        let what = format!("cannot run `{}`", inner.get_program().to_string_lossy());
+        // Ok: already spawned here; Err: the watcher thread spawns it. The command (and our
+        // copies of its stdio) is dropped right after the spawn, so a pipe reader sees EOF
+        // when the child exits.
+        let pre = if here { Ok(spawn_into(&units.1, &slot, &mut inner, tail, &what)) } else { Err(inner) };
         let h = launch(units, daemon, grace, slot.clone(), move |c, slot, started| {
-            let what = format!("cannot run `{}`", inner.get_program().to_string_lossy());
-            let Some((pid, stderr)) = spawn_into(&c, slot, &mut inner, tail, &what) else {
+            let spawned = match pre {
+                Ok(spawned) => spawned,
+                Err(mut inner) => spawn_into(&c, slot, &mut inner, tail, &what),
+            };
+            let Some((pid, stderr)) = spawned else {
                 return;
             };
-            // Closes our copies of the command's stdio: a pipe reader sees EOF at its exit.
-            drop(inner);
             started.done();
             match reap(slot, pid, stderr) {
                 (Some(ExitReason::Code(0)), _) => c.ok(()),

@@ -107,6 +107,7 @@ pub(crate) fn start(
     tx: &Sender<Msg>,
 ) -> Result<Running, String> {
     let name = format!("{}[{index}]", svc.name);
+    let name_for_output = name.clone();
     let mut own = OwnChild { env: svc.env.clone(), cwd: svc.cwd.clone(), ..OwnChild::default() };
     own.env.push(("ESCALA_SERVICE".into(), svc.name.clone().into()));
     own.env.push(("ESCALA_WORKER".into(), index.to_string().into()));
@@ -125,11 +126,16 @@ pub(crate) fn start(
         Output::Prefixed => Some((Sink::Stdout, Sink::Stderr)),
         Output::File(log) => Some((Sink::File(log.clone()), Sink::File(log.clone()))),
     };
+    // The pipes now, their reading threads once the worker runs (off its critical path).
+    let mut readers = Vec::new();
     if let Some((out, err)) = sinks {
-        let pipe =
-            |sink| prefixer(&name, sink, flushed.clone()).map_err(|e| format!("cannot create a pipe: {e}"));
-        own.stdout = Some(pipe(out)?);
-        own.stderr = Some(pipe(err)?);
+        let pipe = || {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"))
+        };
+        let ((out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?);
+        own.stdout = Some(out_w);
+        own.stderr = Some(err_w);
+        readers = vec![(out_r, out), (err_r, err)];
     }
     let (handle, slot) = match &svc.program {
         Program::Command(argv) => {
@@ -152,7 +158,7 @@ pub(crate) fn start(
             if let Some(fd) = own.stderr.take() {
                 cmd = cmd.stderr(fd);
             }
-            cmd.spawn_in_slot()
+            cmd.spawn_in_slot(true)
         }
         Program::Task(_, _, launch) => {
             if svc.ready == Ready::Started {
@@ -161,6 +167,11 @@ pub(crate) fn start(
             launch.launch(name, svc, own)
         }
     };
+    for (r, sink) in readers {
+        if let Err(e) = prefixer(&name_for_output, r, sink, flushed.clone()) {
+            tracing::error!("cannot start the output thread of {name_for_output}: {e}");
+        }
+    }
     let Some(pid) = handle.pid() else {
         if let Some(path) = &notify {
             wake(path);
@@ -214,10 +225,9 @@ enum Sink {
     File(super::LogFile),
 }
 
-/// A pipe whose lines a thread copies, prefixed with `name `, to `sink`. The thread holds
+/// Copies the lines of pipe `r`, prefixed with `name `, to `sink` on a thread that holds
 /// `flushed` until it has written the last line.
-fn prefixer(name: &str, sink: Sink, flushed: Sender<()>) -> std::io::Result<OwnedFd> {
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+fn prefixer(name: &str, r: OwnedFd, sink: Sink, flushed: Sender<()>) -> std::io::Result<()> {
     let prefix = name.to_string();
     std::thread::Builder::new().name(format!("escala-out-{name}")).spawn(move || {
         let _flushed = flushed;
@@ -242,5 +252,5 @@ fn prefixer(name: &str, sink: Sink, flushed: Sender<()>) -> std::io::Result<Owne
             line.clear();
         }
     })?;
-    Ok(w)
+    Ok(())
 }
