@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use std::path::PathBuf;
+
 use crate::config::run::{self as runcfg, RunConfig};
-use crate::config::{Config, DemoConfig, Lang};
+use crate::config::{Config, DemoConfig, Lang, ServeAction, ServeConfig};
 
 /// Threads, processes, daemons and pools behind one API — and the same work spread over
 /// many machines.
@@ -23,6 +25,8 @@ enum Command {
     /// Run a command for every input, in parallel (GNU parallel's syntax):
     /// `escala run [OPTIONS] COMMAND {} ::: ARGS…`, `:::: FILE`, or inputs on stdin.
     Run(Box<RunArgs>),
+    /// Keep the services of a TOML file running (restart, reload on SIGHUP, stop on TERM).
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,6 +121,49 @@ struct RunArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ServeArgs {
+    #[command(subcommand)]
+    action: Option<ServeCommand>,
+    /// The services file (see `escala serve --help`).
+    file: Option<PathBuf>,
+    /// Only check the file and exit.
+    #[arg(long)]
+    check: bool,
+    /// The control socket (default: derived from the file's path).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServeCommand {
+    /// Show the services of a running `escala serve`.
+    Status {
+        /// Print JSON: services, workers, pids, restarts, uptime, state.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: ServeTarget,
+    },
+    /// Replace the workers of one service, one at a time.
+    Restart {
+        /// The service.
+        name: String,
+        #[command(flatten)]
+        target: ServeTarget,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeTarget {
+    /// The services file the server runs (default: services.toml).
+    file: Option<PathBuf>,
+    /// The control socket (default: derived from the file's path).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 struct DemoArgs {
     /// Language of the start/finish lines (`es` prints the seed's own Spanish lines).
     #[arg(long, value_enum, default_value_t = LangArg::En)]
@@ -178,6 +225,7 @@ pub(crate) fn parse() -> Result<Config, ExitCode> {
                 return Err(ExitCode::from(255));
             }
         },
+        Command::Serve(a) => Config::Serve(serve_config(a)),
     })
 }
 
@@ -245,6 +293,27 @@ fn run_config(a: RunArgs) -> Result<RunConfig, String> {
         bar: a.bar,
         shell,
     })
+}
+
+fn serve_config(a: ServeArgs) -> ServeConfig {
+    let default = || PathBuf::from("services.toml");
+    match a.action {
+        None => ServeConfig {
+            file: a.file.unwrap_or_else(default),
+            socket: a.socket,
+            action: if a.check { ServeAction::Check } else { ServeAction::Run },
+        },
+        Some(ServeCommand::Status { json, target }) => ServeConfig {
+            file: target.file.unwrap_or_else(default),
+            socket: target.socket,
+            action: ServeAction::Status { json },
+        },
+        Some(ServeCommand::Restart { name, target }) => ServeConfig {
+            file: target.file.unwrap_or_else(default),
+            socket: target.socket,
+            action: ServeAction::Restart { name },
+        },
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,30 @@ pub(crate) mod run;
 pub(crate) enum Config {
     Demo(DemoConfig),
     Run(Box<run::RunConfig>),
+    Serve(ServeConfig),
+}
+
+/// Settings of `escala serve`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ServeConfig {
+    /// The services file.
+    pub(crate) file: std::path::PathBuf,
+    /// The control socket, when not derived from the file.
+    pub(crate) socket: Option<std::path::PathBuf>,
+    pub(crate) action: ServeAction,
+}
+
+/// What `escala serve` does with the file.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ServeAction {
+    /// Run the services until SIGTERM or SIGINT.
+    Run,
+    /// Check the file and exit.
+    Check,
+    /// Ask the running server for its status.
+    Status { json: bool },
+    /// Ask the running server to restart one service.
+    Restart { name: String },
 }
 
 /// Settings of `escala demo`.

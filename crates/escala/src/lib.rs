@@ -64,6 +64,7 @@ mod handle;
 pub mod pool;
 pub mod process;
 mod runtime;
+pub mod supervise;
 mod task;
 pub mod thread;
 mod unwind;

@@ -2,6 +2,7 @@
 
 mod demo;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -12,5 +13,6 @@ pub(crate) fn run(config: Config) -> anyhow::Result<ExitCode> {
     match config {
         Config::Demo(c) => demo::run(&c),
         Config::Run(c) => run::run(&c),
+        Config::Serve(c) => serve::run(&c),
     }
 }

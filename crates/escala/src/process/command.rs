@@ -70,6 +70,12 @@ impl Command {
         self
     }
 
+    /// Removes an environment variable from the command's environment.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Command {
+        self.inner.env_remove(key);
+        self
+    }
+
     /// Sets the working directory.
     pub fn current_dir(mut self, dir: impl AsRef<std::path::Path>) -> Command {
         self.inner.current_dir(dir);
@@ -120,25 +126,19 @@ impl Command {
         self
     }
 
-    /// Runs the command in a new process group that it leads (pgid = its pid), so that
-    /// stopping it — a cancel, the exit policy, a [`Signaller`] — signals everything it
-    /// started too. The group is also out of reach of the terminal's Ctrl-C.
+    /// Runs the command as the leader of a new process group (default: no). Signals to the
+    /// unit — a cancel, a stop at exit — then go to the whole group, and when the command
+    /// exits, whatever it left running in its group is killed (SIGKILL): no orphans.
     ///
     /// # Examples
     ///
     /// ```
-    /// let h = escala::process::Command::new("sh")
-    ///     .args(["-c", "test \"$(ps -o pgid= $$)\" -eq $$"])
-    ///     .process_group(true)
-    ///     .spawn();
-    /// assert!(h.join().is_ok());
+    /// let h = escala::process::Command::new("sh").args(["-c", "sleep 60 & wait"]).process_group(true).spawn();
+    /// h.cancel(); // SIGTERM to `sh` and to its `sleep`
+    /// assert!(h.join().unwrap_err().is_cancelled());
     /// ```
-    pub fn process_group(mut self, group: bool) -> Command {
-        use std::os::unix::process::CommandExt;
-        self.group = group;
-        if group {
-            self.inner.process_group(0);
-        }
+    pub fn process_group(mut self, own_group: bool) -> Command {
+        self.group = own_group;
         self
     }
 
@@ -161,7 +161,7 @@ impl Command {
     /// failed to start. The command dies with this process (PR_SET_PDEATHSIG) unless
     /// [`die_with_parent`](Self::die_with_parent) is off.
     pub fn spawn(self) -> Handle<()> {
-        self.spawn_with_signaller().0
+        self.spawn_in_slot(false).0
     }
 
     /// Like [`spawn`](Self::spawn), and also returns a [`Signaller`] that sends signals to
@@ -179,20 +179,42 @@ impl Command {
     /// assert_eq!(err.exit_reason(), Some(ExitReason::Signal(Signal::SIGTERM)));
     /// ```
     pub fn spawn_with_signaller(self) -> (Handle<()>, Signaller) {
+        let (handle, slot) = self.spawn_in_slot(false);
+        (handle, Signaller { slot })
+    }
+
+    /// Starts the command and also returns the slot that owns the child. With `here`, the
+    /// child is forked by the calling thread — one thread hop less before it runs — and its
+    /// PDEATHSIG is tied to that thread, so only a thread that outlives its children (a
+    /// supervisor's control thread) may ask for it.
+    pub(crate) fn spawn_in_slot(self, here: bool) -> (Handle<()>, Arc<ChildSlot>) {
         let Command { mut inner, name, daemon, grace, tail, group, die_with_parent } = self;
         let kind = if daemon { UnitKind::DaemonProcess } else { UnitKind::Command };
-        let (handle, c) = pair::<()>(TaskName::from(name), kind);
+        let units = pair::<()>(TaskName::from(name), kind);
         if die_with_parent {
             sys::kill_with_parent(&mut inner);
         }
         if tail > 0 {
             inner.stderr(Stdio::piped());
         }
-        let slot = Arc::new(ChildSlot::new(group));
-        let signaller = Signaller { slot: slot.clone() };
-        let handle = launch(handle, c, slot, (daemon, grace), move |c, slot, started| {
-            let what = format!("cannot run `{}`", inner.get_program().to_string_lossy());
-            let Some((pid, stderr)) = spawn_into(&c, slot, &mut inner, tail, &what) else {
+        let slot = Arc::new(if group {
+            use std::os::unix::process::CommandExt;
+            inner.process_group(0);
+            ChildSlot::group()
+        } else {
+            ChildSlot::new()
+        });
+        let what = format!("cannot run `{}`", inner.get_program().to_string_lossy());
+        // Ok: already spawned here; Err: the watcher thread spawns it. The command (and our
+        // copies of its stdio) is dropped right after the spawn, so a pipe reader sees EOF
+        // when the child exits.
+        let pre = if here { Ok(spawn_into(&units.1, &slot, &mut inner, tail, &what)) } else { Err(inner) };
+        let h = launch(units, daemon, grace, slot.clone(), move |c, slot, started| {
+            let spawned = match pre {
+                Ok(spawned) => spawned,
+                Err(mut inner) => spawn_into(&c, slot, &mut inner, tail, &what),
+            };
+            let Some((pid, stderr)) = spawned else {
                 return;
             };
             started.done();
@@ -202,7 +224,7 @@ impl Command {
                 (status, lines) => lost(&c, status, lines),
             };
         });
-        (handle, signaller)
+        (h, slot)
     }
 }
 

@@ -179,6 +179,18 @@ impl Builder {
 
     /// Starts the child running `call`.
     pub fn spawn<K: Task>(self, call: Call<K>) -> Handle<K::Output> {
+        self.spawn_with(call, None).0
+    }
+
+    /// Starts the child running `call`; with `own`, re-executed (never forked by the fork
+    /// server) with that environment, output and its own process group. Returns the slot
+    /// that owns the child, for the caller to signal it.
+    pub(crate) fn spawn_with<K: Task>(
+        self,
+        call: Call<K>,
+        own: Option<OwnChild>,
+    ) -> (Handle<K::Output>, Arc<ChildSlot>) {
+        let slot = Arc::new(if own.is_some() { ChildSlot::group() } else { ChildSlot::new() });
         let kind = if self.daemon { UnitKind::DaemonProcess } else { UnitKind::Process };
         let name = self.name.clone().map_or(TaskName::Static(K::NAME), TaskName::from);
         let (handle, completer) = pair::<K::Output>(name, kind);
@@ -186,7 +198,7 @@ impl Builder {
             completer.fail(ErrorKind::Spawn(
                 "process units need `escala::init()` (or #[escala::main]) at the start of main".into(),
             ));
-            return handle;
+            return (handle, slot);
         }
         let args = match task::encode(call.args()) {
             Ok(a) if a.len() > self.max_frame => {
@@ -195,12 +207,12 @@ impl Builder {
                     a.len(),
                     self.max_frame
                 )));
-                return handle;
+                return (handle, slot);
             }
             Ok(a) => a,
             Err(e) => {
                 completer.fail(ErrorKind::Codec(format!("cannot encode the arguments: {e}")));
-                return handle;
+                return (handle, slot);
             }
         };
         let req = Request {
@@ -211,16 +223,46 @@ impl Builder {
         };
         let decode = |bytes: &[u8]| task::decode::<K::Output>(bytes);
         let (max, tail) = (self.max_frame, self.stderr_tail);
-        launch(
-            handle,
-            completer,
-            Arc::new(ChildSlot::new(false)),
-            (self.daemon, self.grace),
-            move |c, slot, started| {
-                let cmd = reexec_command(ChildMode::Unit, max);
-                run_child(c, slot, started, Job { req, cmd, decode }, tail, max);
-            },
-        )
+        let h =
+            launch((handle, completer), self.daemon, self.grace, slot.clone(), move |c, slot, started| {
+                let mut cmd = reexec_command(ChildMode::Unit, max);
+                let forkable = own.is_none();
+                if let Some(own) = own {
+                    own.apply(&mut cmd);
+                }
+                run_child(c, slot, started, Job { req, cmd, decode, forkable }, tail, max);
+            });
+        (h, slot)
+    }
+}
+
+/// What makes a child its own: its environment, output and process group. A child with
+/// these is always re-executed (the fork server's children share the server's).
+#[derive(Debug, Default)]
+pub(crate) struct OwnChild {
+    pub(crate) env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    pub(crate) env_remove: Vec<std::ffi::OsString>,
+    pub(crate) cwd: Option<std::path::PathBuf>,
+    pub(crate) stdout: Option<OwnedFd>,
+    pub(crate) stderr: Option<OwnedFd>,
+}
+
+impl OwnChild {
+    /// Sets these on `cmd`, and makes the child lead a new process group.
+    pub(crate) fn apply(self, cmd: &mut std::process::Command) {
+        for key in self.env_remove {
+            cmd.env_remove(key);
+        }
+        cmd.envs(self.env).process_group(0);
+        if let Some(dir) = self.cwd {
+            cmd.current_dir(dir);
+        }
+        if let Some(fd) = self.stdout {
+            cmd.stdout(fd);
+        }
+        if let Some(fd) = self.stderr {
+            cmd.stderr(fd);
+        }
     }
 }
 
@@ -238,10 +280,10 @@ impl Started {
 /// PDEATHSIG is tied to that thread, which lives exactly as long as the child). Returns once
 /// the child has started — or failed to, in which case the handle is already resolved.
 pub(crate) fn launch<T, B>(
-    handle: Handle<T>,
-    completer: Completer<T>,
+    (handle, completer): (Handle<T>, Completer<T>),
+    daemon: bool,
+    grace: Duration,
     slot: Arc<ChildSlot>,
-    (daemon, grace): (bool, Duration),
     body: B,
 ) -> Handle<T>
 where
@@ -285,6 +327,8 @@ struct Job<D> {
     req: Request,
     cmd: std::process::Command,
     decode: D,
+    /// May be forked by the fork server (false: the child has its own environment or group).
+    forkable: bool,
 }
 
 /// Owns one task child from spawn to reap, and resolves its handle. The child is forked by
@@ -293,7 +337,7 @@ fn run_child<T, D>(c: Completer<T>, slot: &ChildSlot, started: Started, job: Job
 where
     D: Fn(&[u8]) -> Result<T, String>,
 {
-    let Job { req, mut cmd, decode } = job;
+    let Job { req, mut cmd, decode, forkable } = job;
     let (mut ours, theirs) = match UnixStream::pair() {
         Ok(p) => p,
         Err(e) => {
@@ -301,8 +345,9 @@ where
             return;
         }
     };
-    let forked =
-        zygote::get(max).and_then(|z| fork_unit(&c, slot, &z, OwnedFd::from(theirs.try_clone().ok()?), tail));
+    let forked = zygote::get(max)
+        .filter(|_| forkable)
+        .and_then(|z| fork_unit(&c, slot, &z, OwnedFd::from(theirs.try_clone().ok()?), tail));
     let (pid, stderr, reports) = match forked {
         Some((pid, stderr, reports)) => {
             // The zygote's child has its own copy; ours must close, or its death is no EOF.

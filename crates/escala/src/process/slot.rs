@@ -1,6 +1,10 @@
 //! [`ChildSlot`]: one child process shared by its watcher, its cancel hook and the exit
 //! policy. The child is reaped only under the slot's lock, so a signal sent through the slot
 //! never reaches a recycled pid.
+//!
+//! A slot made with [`ChildSlot::group`] owns a child that leads its own process group:
+//! signals go to the whole group, and when the leader has exited (still a zombie, so its
+//! group id cannot be reused) the rest of the group is killed before the leader is reaped.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +18,8 @@ use crate::handle::Handle;
 
 pub(crate) struct ChildSlot {
     child: Mutex<Slot>,
+    /// The child leads its own process group: signal the group, sweep it at reap.
+    group: bool,
 }
 
 struct Slot {
@@ -23,15 +29,23 @@ struct Slot {
     status: Option<std::process::ExitStatus>,
     /// A stop signal asked for before the child existed, sent as soon as it does.
     early: Option<Signal>,
-    /// The child leads its own process group: signals go to the whole group.
-    group: bool,
 }
 
 impl ChildSlot {
-    /// An empty slot; with `group`, signals go to the child's process group (the child must
-    /// lead one).
-    pub(crate) fn new(group: bool) -> ChildSlot {
-        ChildSlot { child: Mutex::new(Slot { child: None, remote: None, status: None, early: None, group }) }
+    pub(crate) fn new() -> ChildSlot {
+        ChildSlot {
+            child: Mutex::new(Slot { child: None, remote: None, status: None, early: None }),
+            group: false,
+        }
+    }
+
+    /// A slot for a child that leads its own process group (see the module docs).
+    pub(crate) fn group() -> ChildSlot {
+        ChildSlot { group: true, ..ChildSlot::new() }
+    }
+
+    fn send(&self, pid: u32, sig: Signal) {
+        if self.group { sys::signal_group(pid, sig) } else { sys::signal(pid, sig) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
@@ -42,7 +56,7 @@ impl ChildSlot {
     pub(crate) fn put(&self, child: std::process::Child) {
         let mut s = self.lock();
         if let Some(sig) = s.early.take() {
-            sys::signal_child(child.id(), sig, s.group);
+            self.send(child.id(), sig);
         }
         s.child = Some(child);
     }
@@ -69,10 +83,11 @@ impl ChildSlot {
         if s.status.is_some() {
             return;
         }
-        let group = s.group;
         match s.child.as_mut() {
+            // Never reaped here: an unreaped leader keeps the group id from being reused.
+            Some(ch) if self.group => self.send(ch.id(), sig),
             Some(ch) => match ch.try_wait() {
-                Ok(None) => sys::signal_child(ch.id(), sig, group),
+                Ok(None) => sys::signal(ch.id(), sig),
                 Ok(Some(st)) => s.status = Some(st),
                 Err(_) => {}
             },
@@ -88,6 +103,10 @@ impl ChildSlot {
         let mut s = self.lock();
         if let Some(st) = s.status {
             return Some(st);
+        }
+        if let Some(ch) = s.child.as_ref().filter(|_| self.group) {
+            // The leader has exited but is not reaped: its group id is still ours to kill.
+            sys::signal_group(ch.id(), Signal::SIGKILL);
         }
         let st = s.child.as_mut().and_then(|ch| ch.wait().ok());
         s.status = st;

@@ -59,14 +59,9 @@ pub(crate) fn signal(pid: u32, sig: Signal) {
     let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), sig);
 }
 
-/// Sends `sig` to `pid`, or to the process group it leads when `group`; a process or group
-/// that is already gone is ignored.
-pub(crate) fn signal_child(pid: u32, sig: Signal, group: bool) {
-    if group {
-        let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), sig);
-    } else {
-        signal(pid, sig);
-    }
+/// Sends `sig` to the process group `pgid`, ignoring a group that is already gone.
+pub(crate) fn signal_group(pgid: u32, sig: Signal) {
+    let _ = nix::sys::signal::killpg(Pid::from_raw(pgid as i32), sig);
 }
 
 /// Blocks until the child exits, without reaping it (so it stays signal-safe to address

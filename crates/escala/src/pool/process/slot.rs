@@ -301,7 +301,7 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
     let pid = child.id();
     let tail: Option<StderrTail> =
         child.stderr.take().map(|s| crate::process::tee_stderr(s, pool.cfg.stderr_tail));
-    let child_slot = Arc::new(ChildSlot::new(false));
+    let child_slot = Arc::new(ChildSlot::new());
     child_slot.put(child);
     let Ok(read_half) = ours.try_clone() else {
         child_slot.signal(Signal::SIGKILL);
