@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, DemoConfig, Lang};
+use std::path::PathBuf;
+
+use crate::config::{Config, DemoConfig, Lang, TimelineConfig};
 
 /// Threads, processes, daemons and pools behind one API — and the same work spread over
 /// many machines.
@@ -19,6 +21,8 @@ struct Cli {
 enum Command {
     /// Replay the seed program: a thread, a process, a daemon thread and a pool of three.
     Demo(DemoArgs),
+    /// Draw an event log (`--events` file, one JSON event per line) as an SVG timeline.
+    Timeline(TimelineArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -29,6 +33,25 @@ struct DemoArgs {
     /// Seconds each unit works (the seed uses 2).
     #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
     seconds: f64,
+    /// Also draw the units' timeline into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    timeline: Option<PathBuf>,
+    /// Also write the units' lifecycle events into this file, one JSON object per line.
+    #[arg(long, value_name = "FILE.jsonl")]
+    events: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct TimelineArgs {
+    /// The event log: one JSON event per line.
+    #[arg(value_name = "EVENTS.jsonl")]
+    events: PathBuf,
+    /// Where to write the picture.
+    #[arg(short, long, value_name = "FILE.svg")]
+    output: PathBuf,
+    /// The picture's title (default: the event file's name).
+    #[arg(long)]
+    title: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -75,6 +98,13 @@ pub(crate) fn parse() -> Result<Config, ExitCode> {
                 LangArg::Es => Lang::Es,
             },
             seconds: a.seconds,
+            timeline: a.timeline,
+            events: a.events,
+        }),
+        Command::Timeline(a) => Config::Timeline(TimelineConfig {
+            title: a.title.unwrap_or_else(|| a.events.display().to_string()),
+            events: a.events,
+            output: a.output,
         }),
     })
 }

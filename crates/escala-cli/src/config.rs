@@ -1,10 +1,13 @@
 //! Plain, validated configuration for each subcommand: what `cli.rs` produces and `cmd/`
 //! consumes.
 
+use std::path::PathBuf;
+
 /// One subcommand and its settings.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Config {
     Demo(DemoConfig),
+    Timeline(TimelineConfig),
 }
 
 /// Settings of `escala demo`.
@@ -13,6 +16,18 @@ pub(crate) struct DemoConfig {
     pub(crate) lang: Lang,
     /// How long each unit works.
     pub(crate) seconds: f64,
+    /// Where to draw the units' timeline, if anywhere.
+    pub(crate) timeline: Option<PathBuf>,
+    /// Where to write the event log, if anywhere.
+    pub(crate) events: Option<PathBuf>,
+}
+
+/// Settings of `escala timeline`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TimelineConfig {
+    pub(crate) events: PathBuf,
+    pub(crate) output: PathBuf,
+    pub(crate) title: String,
 }
 
 /// Language of the demo's lines.

@@ -1,6 +1,7 @@
 //! One module per subcommand; each takes its config and calls the library.
 
 mod demo;
+mod timeline;
 
 use std::process::ExitCode;
 
@@ -10,5 +11,6 @@ use crate::config::Config;
 pub(crate) fn run(config: Config) -> anyhow::Result<ExitCode> {
     match config {
         Config::Demo(c) => demo::run(&c),
+        Config::Timeline(c) => timeline::run(&c),
     }
 }
