@@ -6,7 +6,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use std::path::PathBuf;
 
-use crate::config::{Config, DemoConfig, Lang, TimelineConfig};
+use crate::cmd::bench::Workload;
+use crate::config::{BenchConfig, Config, DemoConfig, Lang, TimelineConfig};
 
 /// Threads, processes, daemons and pools behind one API — and the same work spread over
 /// many machines.
@@ -23,6 +24,9 @@ enum Command {
     Demo(DemoArgs),
     /// Draw an event log (`--events` file, one JSON event per line) as an SVG timeline.
     Timeline(TimelineArgs),
+    /// Run the built-in workloads (cpu, io, tiny, crash) on every unit kind and say which
+    /// unit fits which job.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +56,40 @@ struct TimelineArgs {
     /// The picture's title (default: the event file's name).
     #[arg(long)]
     title: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// Workloads to run (default: all).
+    #[arg(value_enum)]
+    workloads: Vec<WorkloadArg>,
+    /// Runs of each workload on each unit; the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+    repeat: u16,
+    /// Workers in each pool (default: the available parallelism).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also draw the results as a chart into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    chart: Option<PathBuf>,
+    /// Also draw every job of the runs as a timeline into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    timeline: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum WorkloadArg {
+    /// fib(27), about 1 ms of CPU per job.
+    Cpu,
+    /// A 10 ms wait per job.
+    Io,
+    /// Jobs that return their input: the cost of a unit itself.
+    Tiny,
+    /// One job in 20 aborts its process.
+    Crash,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -100,6 +138,32 @@ pub(crate) fn parse() -> Result<Config, ExitCode> {
             seconds: a.seconds,
             timeline: a.timeline,
             events: a.events,
+        }),
+        Command::Bench(a) => Config::Bench(BenchConfig {
+            workloads: if a.workloads.is_empty() {
+                Workload::ALL.to_vec()
+            } else {
+                let mut w: Vec<Workload> = a
+                    .workloads
+                    .iter()
+                    .map(|w| match w {
+                        WorkloadArg::Cpu => Workload::Cpu,
+                        WorkloadArg::Io => Workload::Io,
+                        WorkloadArg::Tiny => Workload::Tiny,
+                        WorkloadArg::Crash => Workload::Crash,
+                    })
+                    .collect();
+                w.sort();
+                w.dedup();
+                w
+            },
+            repeat: a.repeat.into(),
+            workers: a
+                .workers
+                .map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from),
+            json: a.json,
+            chart: a.chart,
+            timeline: a.timeline,
         }),
         Command::Timeline(a) => Config::Timeline(TimelineConfig {
             title: a.title.unwrap_or_else(|| a.events.display().to_string()),

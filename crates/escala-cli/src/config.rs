@@ -3,11 +3,26 @@
 
 use std::path::PathBuf;
 
+use crate::cmd::bench::Workload;
+
 /// One subcommand and its settings.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Config {
     Demo(DemoConfig),
     Timeline(TimelineConfig),
+    Bench(BenchConfig),
+}
+
+/// Settings of `escala bench`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BenchConfig {
+    /// In the order they run; no duplicates.
+    pub(crate) workloads: Vec<Workload>,
+    pub(crate) repeat: usize,
+    pub(crate) workers: usize,
+    pub(crate) json: bool,
+    pub(crate) chart: Option<PathBuf>,
+    pub(crate) timeline: Option<PathBuf>,
 }
 
 /// Settings of `escala demo`.

@@ -1,5 +1,6 @@
 //! One module per subcommand; each takes its config and calls the library.
 
+pub(crate) mod bench;
 mod demo;
 mod timeline;
 
@@ -12,5 +13,6 @@ pub(crate) fn run(config: Config) -> anyhow::Result<ExitCode> {
     match config {
         Config::Demo(c) => demo::run(&c),
         Config::Timeline(c) => timeline::run(&c),
+        Config::Bench(c) => bench::run(&c),
     }
 }

@@ -37,10 +37,18 @@ pub(crate) fn assign_lanes(bars: &[Bar]) -> Vec<Lane> {
         }
         lane_of.insert(bar.worker, lane);
     }
+    // A worker names a lane only when all its bars are on that lane alone.
+    let mut lanes_of: HashMap<(u32, i32), usize> = HashMap::new();
+    for lane in &lanes {
+        for w in &lane.workers {
+            *lanes_of.entry(*w).or_default() += 1;
+        }
+    }
     for (n, lane) in lanes.iter_mut().enumerate() {
         let unit = bars[lane.bars[0]].unit.as_str();
         let own_process = matches!(unit, "process" | "daemon-process" | "command");
         lane.label = match lane.workers.as_slice() {
+            [w] if lanes_of[w] > 1 => format!("slot {}", n + 1),
             [(pid, _)] if own_process => format!("pid {pid}"),
             [(pid, tid)] => format!("pid {pid} tid {tid}"),
             _ => format!("slot {}", n + 1),
@@ -83,6 +91,13 @@ mod tests {
         assert_eq!(layout(&bars), vec![vec![1, 3], vec![2]]);
         let lanes = assign_lanes(&bars);
         assert_eq!(lanes[0].label, "pid 1 tid 10");
+    }
+
+    #[test]
+    fn a_worker_spread_over_lanes_names_none_of_them() {
+        let bars = [bar(1, 10, 0, 5), bar(2, 10, 1, 6)];
+        let labels: Vec<_> = assign_lanes(&bars).into_iter().map(|l| l.label).collect();
+        assert_eq!(labels, ["slot 1", "slot 2"]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use anyhow::Context;
 use escala::events::{Event, EventKind};
 
 pub(crate) use lanes::assign_lanes;
-pub(crate) use svg::render;
+pub(crate) use svg::{render, render_panels};
 
 /// One attempt of one task.
 #[derive(Debug, Clone, PartialEq)]

@@ -15,6 +15,7 @@ const TOP: f64 = 64.0;
 const LANE: f64 = 24.0;
 const BAR: f64 = 16.0;
 const AXIS: f64 = 44.0;
+const HEADING: f64 = 24.0;
 
 /// The colour of an outcome label.
 pub(crate) fn colour(outcome: &str) -> &'static str {
@@ -33,30 +34,54 @@ pub(crate) fn colour(outcome: &str) -> &'static str {
 
 /// The SVG text of a timeline.
 pub(crate) fn render(t: &Timeline) -> String {
-    let lanes = assign_lanes(&t.bars);
-    let height = TOP + LANE * lanes.len().max(1) as f64 + AXIS;
-    let span = t.span.max(Duration::from_millis(1)).as_secs_f64();
-    let x = |d: Duration| LEFT + (WIDTH - LEFT - RIGHT) * d.as_secs_f64() / span;
+    render_panels(&t.title, std::slice::from_ref(t))
+}
 
-    let mut doc = Document::new()
-        .set("viewBox", (0, 0, WIDTH, height))
+/// The SVG text of several timelines stacked one under the other, each with its own lanes
+/// and time axis (a panel's title is its timeline's title), under one legend.
+pub(crate) fn render_panels(title: &str, panels: &[Timeline]) -> String {
+    let mut y = TOP;
+    let mut body = Group::new();
+    for t in panels {
+        let heading = if panels.len() == 1 { None } else { Some(t.title.as_str()) };
+        let (g, height) = panel(t, heading, y);
+        body = body.add(g);
+        y += height;
+    }
+    let tasks: usize = panels.iter().map(|t| t.bars.len()).sum();
+    let heading = match panels {
+        [t] => format!("{title} — {tasks} tasks on {} lanes", assign_lanes(&t.bars).len()),
+        _ => format!("{title} — {tasks} tasks"),
+    };
+    Document::new()
+        .set("viewBox", (0, 0, WIDTH, y))
         .set("width", WIDTH)
-        .set("height", height)
+        .set("height", y)
         .set("font-family", "sans-serif")
         .set("font-size", 12)
         .add(Rectangle::new().set("width", "100%").set("height", "100%").set("fill", "white"))
-        .add(
-            Text::new(format!("{} — {} tasks on {} lanes", t.title, t.bars.len(), lanes.len()))
-                .set("x", 10)
-                .set("y", 22)
-                .set("font-size", 16)
-                .set("font-weight", "bold"),
-        )
-        .add(legend(t));
+        .add(Text::new(heading).set("x", 10).set("y", 22).set("font-size", 16).set("font-weight", "bold"))
+        .add(legend(panels))
+        .add(body)
+        .to_string()
+}
+
+/// One timeline's lanes and axis, from `top`; returns the group and its height.
+fn panel(t: &Timeline, heading: Option<&str>, top: f64) -> (Group, f64) {
+    let lanes = assign_lanes(&t.bars);
+    let mut g = Group::new();
+    let mut y0 = top;
+    if let Some(h) = heading {
+        let text = format!("{h} ({:.3} s)", t.span.as_secs_f64());
+        g = g.add(Text::new(text).set("x", 10).set("y", y0 + 16.0).set("font-weight", "bold"));
+        y0 += HEADING;
+    }
+    let span = t.span.max(Duration::from_millis(1)).as_secs_f64();
+    let x = |d: Duration| LEFT + (WIDTH - LEFT - RIGHT) * d.as_secs_f64() / span;
 
     for (n, lane) in lanes.iter().enumerate() {
-        let y = TOP + LANE * n as f64;
-        let mut g = Group::new().add(
+        let y = y0 + LANE * n as f64;
+        g = g.add(
             Rectangle::new()
                 .set("x", 0)
                 .set("y", y)
@@ -114,14 +139,15 @@ pub(crate) fn render(t: &Timeline) -> String {
                     .add(Title::new(m.text.clone())),
             );
         }
-        doc = doc.add(g);
     }
-    doc.add(axis(t.span, TOP + LANE * lanes.len().max(1) as f64, x)).to_string()
+    let axis_y = y0 + LANE * lanes.len().max(1) as f64;
+    g = g.add(axis(t.span, axis_y, x));
+    (g, axis_y + AXIS - top)
 }
 
-fn legend(t: &Timeline) -> Group {
+fn legend(panels: &[Timeline]) -> Group {
     let mut seen: Vec<&str> = Vec::new();
-    for b in &t.bars {
+    for b in panels.iter().flat_map(|t| &t.bars) {
         if !seen.contains(&b.outcome.as_str()) {
             seen.push(&b.outcome);
         }
