@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# W2, W3, W9: escala's criterion benchmarks and their Python peers, interleaved, 3 times;
-# medians and min-max of the ratios go to benchmarks/results/<date>.md (see README.md).
+# W1-W10: escala's benchmarks and their peers, interleaved, 3 times; medians and min-max
+# of the ratios go to benchmarks/results/<date>.md (see README.md).
 #
-#   benchmarks/run.sh            # 3 repetitions, about 15 minutes on 2 cores
-#   benchmarks/run.sh --quick    # 1 repetition, shorter sampling: under 5 minutes once built
+#   benchmarks/run.sh            # 3 repetitions of everything
+#   benchmarks/run.sh --quick    # 1 repetition, shorter sampling, no Celery/RQ/Dramatiq
 #   benchmarks/run.sh --reps 5   # more repetitions
 #
+# W1-W4, W9, W10: criterion benches (benches/) and Python peers (python/), summarized by
+# python/summarize.py. W5 (escala run), W6/W7 (Redis) and W8 (supervisors) have scripts of
+# their own beside this one, which install their peers; their tables are appended.
 # Needs cargo and python3 (with venv). The Python peers' packages go into benchmarks/.venv.
 set -euo pipefail
 
@@ -40,7 +43,7 @@ fi
 py="$venv/bin/python"
 
 # 2. Build the benchmarks once, so that no repetition pays for it.
-benches=(w2_process_pool w3_speedup w9_scaling)
+benches=(w1_tiny_tasks w2_process_pool w3_speedup w4_unit_latency w9_scaling w10_memory)
 build_args=()
 for b in "${benches[@]}"; do build_args+=(--bench "$b"); done
 note "== building ${benches[*]}"
@@ -86,6 +89,15 @@ for rep in $(seq 1 "$reps"); do
         step "$rep" "$b" "$out/$b.txt" "$out/$b.err" \
             env CRITERION_HOME="$out/criterion" cargo bench -q -p escala-benches --bench "$b"
         case "$b" in
+            w1_tiny_tasks)
+                step "$rep" "python w1" "$out/python_w1.jsonl" "$out/python_w1.err" \
+                    "$py" "$here/python/w1_tiny_tasks.py" ;;
+            w4_unit_latency)
+                step "$rep" "python w4" "$out/python_w4.jsonl" "$out/python_w4.err" \
+                    "$py" "$here/python/w4_unit_latency.py" ;;
+            w10_memory)
+                step "$rep" "python w10" "$out/python_w10.jsonl" "$out/python_w10.err" \
+                    "$py" "$here/python/w10_memory.py" ;;
             w2_process_pool)
                 step "$rep" "python w2" "$out/python_w2.jsonl" "$out/python_w2.err" \
                     "$py" "$here/python/w2_process_pool.py" ;;
@@ -102,4 +114,24 @@ report="$here/results/$day.md"
 [ -e "$report" ] && report="$here/results/$stamp.md"
 python3 "$here/python/summarize.py" "$raw" > "$report"
 cp "$raw/summary.json" "${report%.md}.json"
+
+# 5. The workloads with scripts of their own; their Markdown goes at the end of the page.
+if [ "$quick" = 1 ]; then
+    extra=("w5_run.sh --reps 1" "w6_redis.sh --reps 1 --no-peers" "w8_restart.sh --reps 1 --kills 10")
+else
+    extra=("w5_run.sh --reps $reps" "w6_redis.sh --reps $reps" "w8_restart.sh --reps $reps")
+fi
+for cmd in "${extra[@]}"; do
+    read -r -a argv <<< "$cmd"
+    script="$here/${argv[0]}"
+    [ -f "$script" ] || { note "== ${argv[0]}: not here, skipped"; continue; }
+    before=$(load)
+    note "== $cmd (load $before)"
+    if bash "$script" "${argv[@]:1}" > "$raw/${argv[0]%.sh}.md" 2> "$raw/${argv[0]%.sh}.err"; then
+        { echo; echo "## \`benchmarks/$cmd\` (load $before → $(load))"; echo; cat "$raw/${argv[0]%.sh}.md"; } >> "$report"
+    else
+        note "failed: $cmd (see ${raw#"$root"/}/${argv[0]%.sh}.err)"
+        { echo; echo "## \`benchmarks/$cmd\`: FAILED (see the .err file in the raw folder)"; } >> "$report"
+    fi
+done
 note "== wrote ${report#"$root"/} (raw data in ${raw#"$root"/})"

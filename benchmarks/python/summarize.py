@@ -3,7 +3,7 @@
     python summarize.py RAW_DIR [RAW_DIR...] > results/<date>.md
 
 RAW_DIR holds machine.txt, loads.tsv and rep1/, rep2/, ...: each with criterion/ (the
-CRITERION_HOME of that repetition) and python_w2.jsonl, python_w3.jsonl. Several RAW_DIRs
+CRITERION_HOME of that repetition), python_w{1,2,3,4,10}.jsonl and w10_memory.txt. Several RAW_DIRs
 (runs of the same commit) are pooled into one set of repetitions. Every ratio is
 computed within one repetition (escala and the peer ran minutes apart at most), then the
 median and min-max of the per-repetition ratios are shown. A summary.json of all the
@@ -44,6 +44,18 @@ def read_jsonl(path):
                 if line.startswith("{"):
                     rec = json.loads(line)
                     out[rec["peer"]] = rec
+    return out
+
+
+def read_w10(path):
+    """{side: bytes per pending task} from the `W10\tside\tmedian\tmin\tmax\tMiB` lines."""
+    out = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) == 6 and parts[0] == "W10":
+                    out[parts[1]] = float(parts[2])
     return out
 
 
@@ -148,7 +160,7 @@ def main():
     commits = [read_machine(r).get("commit") for r in raws]
     if len(set(commits)) > 1:
         sys.exit(f"the raw folders are of different commits: {commits}")
-    reps, crit, pyw2, pyw3, loads = [], {}, {}, {}, {}
+    reps, crit, pyw1, pyw2, pyw3, pyw4, pyw10, w10, loads = [], {}, {}, {}, {}, {}, {}, {}, {}
     for folder in raws:
         own = sorted(int(d[3:]) for d in os.listdir(folder) if d.startswith("rep") and d[3:].isdigit())
         own_loads = read_loads(os.path.join(folder, "loads.tsv"))
@@ -157,7 +169,11 @@ def main():
             reps.append(r)
             base = os.path.join(folder, f"rep{k}")
             crit[r] = read_criterion(os.path.join(base, "criterion"))
+            pyw1[r] = read_jsonl(os.path.join(base, "python_w1.jsonl"))
             pyw2[r] = read_jsonl(os.path.join(base, "python_w2.jsonl"))
+            pyw4[r] = read_jsonl(os.path.join(base, "python_w4.jsonl"))
+            pyw10[r] = read_jsonl(os.path.join(base, "python_w10.jsonl"))
+            w10[r] = read_w10(os.path.join(base, "w10_memory.txt"))
             pyw3[r] = read_jsonl(os.path.join(base, "python_w3.jsonl"))
             for (kk, step), v in own_loads.items():
                 if kk == k:
@@ -177,7 +193,7 @@ def main():
     summary = {"machine": machine, "reps": reps}
     L = []
     w = L.append
-    w(f"# W2, W3, W9 results — {machine.get('date', '?')}")
+    w(f"# W1–W10 results — {machine.get('date', '?')}")
     w("")
     w("Produced by `benchmarks/run.sh" + (" --quick" if machine.get("quick") == "1" else "") + "`" +
       (f" ({len(raws)} runs pooled)" if len(raws) > 1 else "") + ". "
@@ -203,6 +219,36 @@ def main():
     for r in reps:
         cells = [f"{loads[(r, s)][0]} → {loads[(r, s)][1]}" if (r, s) in loads else "—" for s in steps]
         w(f"| {r} | " + " | ".join(cells) + " |")
+    w("")
+
+    # ---------------------------------------------------------------- W1
+    g = "W1 tiny tasks/"
+    e = {r: c(r, g + "escala ThreadPool submit+join") for r in reps}
+    w("## W1 — 200,000 tiny tasks on a 2-worker pool, a handle per task")
+    w("")
+    w(f"escala `ThreadPool` submit + join per handle: {show(stats(e.values()), fmt_rate)}.")
+    w("")
+    w("| peer | peer throughput | escala ÷ peer (throughput) | target | met |")
+    w("|---|---|---|---|---|")
+    summary["W1"] = {"escala": e, "peers": {}}
+    for label, peer, target, ok in [
+        ("rayon spawn + channel per task", {r: c(r, g + "rayon spawn+channel") for r in reps}, "≥ 1.0×",
+         lambda v: v >= 1.0),
+        ("tokio spawn + `JoinHandle`", {r: c(r, g + "tokio spawn+JoinHandle") for r in reps}, "≥ 5×",
+         lambda v: v >= 5),
+        ("Python `ThreadPoolExecutor` submit (20,000 tasks)", {r: p(pyw1, r, "Python TPE submit") for r in reps},
+         "≥ 100×", lambda v: v >= 100),
+        ("Python `ThreadPoolExecutor` map (20,000 tasks)", {r: p(pyw1, r, "Python TPE map") for r in reps}, "—",
+         None),
+        ("rayon spawn + one shared channel (index)",
+         {r: c(r, g + "rayon spawn+shared channel (index)") for r in reps}, "—", None),
+        ("threadpool + channel (fire-and-forget, no handles)",
+         {r: c(r, g + "threadpool+channel (fire-and-forget)") for r in reps}, "reference", None),
+    ]:
+        ratios = stats(ratio(e[r], peer[r]) for r in reps)
+        summary["W1"]["peers"][label] = {"per_s": peer, "ratio": ratios}
+        w(f"| {label} | {plain(stats(peer.values()), fmt_rate)} | {show(ratios, fmt_ratio)} | {target} | "
+          f"{met(ratios, ok) if ok else '—'} |")
     w("")
 
     # ---------------------------------------------------------------- W2
@@ -298,6 +344,42 @@ def main():
         w(f"| {label} | {plain(stats(t.values()), fmt_s)} | {show(sp, fmt_ratio)} | — | — | — | {load_py3} |")
     w("")
 
+    # ---------------------------------------------------------------- W4
+    w("## W4 — start one unit, run a function returning a value, join: latency per unit")
+    w("")
+    w("| unit | escala per unit | peer | peer per unit | escala ÷ peer (time) | target | met |")
+    w("|---|---|---|---|---|---|---|")
+    summary["W4"] = {}
+
+    def py_latency(r, peer):
+        rec = pyw4[r].get(peer)
+        return rec["seconds"] / rec["tasks"] * 1e9 if rec else None
+
+    thread = {r: c(r, "W4 thread unit/escala::thread::spawn+join", "ns_per_task") for r in reps}
+    proc = {r: c(r, "W4 process unit/escala::process::spawn+join", "ns_per_task") for r in reps}
+    for unit, esc, label, peer, target, ok in [
+        ("thread", thread, "`std::thread::spawn` + join",
+         {r: c(r, "W4 thread unit/std::thread::spawn+join", "ns_per_task") for r in reps}, "≤ 1.1×",
+         lambda v: v <= 1.1),
+        ("thread", thread, "Python `threading.Thread`", {r: py_latency(r, "Python threading.Thread") for r in reps},
+         "—", None),
+        ("process", proc, "`Command` of `/bin/true`",
+         {r: c(r, "W4 process unit/Command /bin/true", "ns_per_task") for r in reps}, "≤ 1.2×",
+         lambda v: v <= 1.2),
+        ("process", proc, "Python `multiprocessing` fork",
+         {r: py_latency(r, "Python multiprocessing fork") for r in reps}, "≤ 0.25× (≥ 4× faster)",
+         lambda v: v <= 0.25),
+        ("process", proc, "Python `multiprocessing` forkserver",
+         {r: py_latency(r, "Python multiprocessing forkserver") for r in reps}, "—", None),
+        ("process", proc, "Python `multiprocessing` spawn",
+         {r: py_latency(r, "Python multiprocessing spawn") for r in reps}, "—", None),
+    ]:
+        ratios = stats(ratio(esc[r], peer[r]) for r in reps)
+        summary["W4"][f"{unit} vs {label}"] = {"escala_ns": esc, "peer_ns": peer, "ratio": ratios}
+        w(f"| {unit} | {plain(stats(esc.values()), fmt_ns)} | {label} | {plain(stats(peer.values()), fmt_ns)} | "
+          f"{show(ratios, fmt_ratio)} | {target} | {met(ratios, ok) if ok else '—'} |")
+    w("")
+
     # ---------------------------------------------------------------- W9
     w("## W9 — scaling")
     w("")
@@ -342,6 +424,25 @@ def main():
           f" | {'**yes**' if ok else '**no**'} |")
         w(f"| ÷ {ws[0]} worker | " + " | ".join(show(rel[n], fmt_ratio) for n in ws) + " | |")
         w("")
+
+    # ---------------------------------------------------------------- W10
+    w("## W10 — memory: bytes per pending task, 1,000,000 tasks waiting on 2 blocked workers")
+    w("")
+    esc = {r: w10[r].get("escala ThreadPool") for r in reps}
+    summary["W10"] = {"escala": esc, "peers": {}}
+    w(f"escala `ThreadPool`: {show(stats(esc.values()), lambda v: f'{v:.0f} B')} per pending task "
+      f"(target ≤ 128 B: {met(stats(esc.values()), lambda v: v <= 128)}), handle in the caller's `Vec` included.")
+    w("")
+    w("| peer | peer bytes per task | escala ÷ peer (memory) |")
+    w("|---|---|---|")
+    for label, peer in [
+        ("tokio spawn + `JoinHandle`", {r: w10[r].get("tokio spawn + JoinHandle") for r in reps}),
+        ("Python `ThreadPoolExecutor`", {r: p(pyw10, r, "Python ThreadPoolExecutor", "bytes_per_task") for r in reps}),
+    ]:
+        ratios = stats(ratio(esc[r], peer[r]) for r in reps)
+        summary["W10"]["peers"][label] = {"bytes": peer, "ratio": ratios}
+        w(f"| {label} | {plain(stats(peer.values()), lambda v: f'{v:.0f} B')} | {show(ratios, fmt_ratio)} |")
+    w("")
 
     with open(os.path.join(raw, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1, default=str)

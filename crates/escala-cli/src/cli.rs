@@ -6,8 +6,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use std::path::PathBuf;
 
+use crate::cmd::bench::Workload;
 use crate::config::run::{self as runcfg, RunConfig};
-use crate::config::{Config, DemoConfig, Lang, ServeAction, ServeConfig};
+use crate::config::{BenchConfig, Config, DemoConfig, Lang, ServeAction, ServeConfig, TimelineConfig};
 
 /// Threads, processes, daemons and pools behind one API — and the same work spread over
 /// many machines.
@@ -27,6 +28,11 @@ enum Command {
     Run(Box<RunArgs>),
     /// Keep the services of a TOML file running (restart, reload on SIGHUP, stop on TERM).
     Serve(ServeArgs),
+    /// Draw an event log (`--events` file, one JSON event per line) as an SVG timeline.
+    Timeline(TimelineArgs),
+    /// Run the built-in workloads (cpu, io, tiny, crash) on every unit kind and say which
+    /// unit fits which job.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -171,6 +177,59 @@ struct DemoArgs {
     /// Seconds each unit works (the seed uses 2).
     #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
     seconds: f64,
+    /// Also draw the units' timeline into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    timeline: Option<PathBuf>,
+    /// Also write the units' lifecycle events into this file, one JSON object per line.
+    #[arg(long, value_name = "FILE.jsonl")]
+    events: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct TimelineArgs {
+    /// The event log: one JSON event per line.
+    #[arg(value_name = "EVENTS.jsonl")]
+    events: PathBuf,
+    /// Where to write the picture.
+    #[arg(short, long, value_name = "FILE.svg")]
+    output: PathBuf,
+    /// The picture's title (default: the event file's name).
+    #[arg(long)]
+    title: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// Workloads to run (default: all).
+    #[arg(value_enum)]
+    workloads: Vec<WorkloadArg>,
+    /// Runs of each workload on each unit; the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+    repeat: u16,
+    /// Workers in each pool (default: the available parallelism).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also draw the results as a chart into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    chart: Option<PathBuf>,
+    /// Also draw every job of the runs as a timeline into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    timeline: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum WorkloadArg {
+    /// fib(27), about 1 ms of CPU per job.
+    Cpu,
+    /// A 10 ms wait per job.
+    Io,
+    /// Jobs that return their input: the cost of a unit itself.
+    Tiny,
+    /// One job in 20 aborts its process.
+    Crash,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -217,6 +276,39 @@ pub(crate) fn parse() -> Result<Config, ExitCode> {
                 LangArg::Es => Lang::Es,
             },
             seconds: a.seconds,
+            timeline: a.timeline,
+            events: a.events,
+        }),
+        Command::Bench(a) => Config::Bench(BenchConfig {
+            workloads: if a.workloads.is_empty() {
+                Workload::ALL.to_vec()
+            } else {
+                let mut w: Vec<Workload> = a
+                    .workloads
+                    .iter()
+                    .map(|w| match w {
+                        WorkloadArg::Cpu => Workload::Cpu,
+                        WorkloadArg::Io => Workload::Io,
+                        WorkloadArg::Tiny => Workload::Tiny,
+                        WorkloadArg::Crash => Workload::Crash,
+                    })
+                    .collect();
+                w.sort();
+                w.dedup();
+                w
+            },
+            repeat: a.repeat.into(),
+            workers: a
+                .workers
+                .map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from),
+            json: a.json,
+            chart: a.chart,
+            timeline: a.timeline,
+        }),
+        Command::Timeline(a) => Config::Timeline(TimelineConfig {
+            title: a.title.unwrap_or_else(|| a.events.display().to_string()),
+            events: a.events,
+            output: a.output,
         }),
         Command::Run(a) => match run_config(*a) {
             Ok(c) => Config::Run(Box::new(c)),

@@ -3,12 +3,18 @@
 
 pub(crate) mod run;
 
+use std::path::PathBuf;
+
+use crate::cmd::bench::Workload;
+
 /// One subcommand and its settings.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Config {
     Demo(DemoConfig),
     Run(Box<run::RunConfig>),
     Serve(ServeConfig),
+    Timeline(TimelineConfig),
+    Bench(BenchConfig),
 }
 
 /// Settings of `escala serve`.
@@ -34,12 +40,36 @@ pub(crate) enum ServeAction {
     Restart { name: String },
 }
 
+/// Settings of `escala bench`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BenchConfig {
+    /// In the order they run; no duplicates.
+    pub(crate) workloads: Vec<Workload>,
+    pub(crate) repeat: usize,
+    pub(crate) workers: usize,
+    pub(crate) json: bool,
+    pub(crate) chart: Option<PathBuf>,
+    pub(crate) timeline: Option<PathBuf>,
+}
+
 /// Settings of `escala demo`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DemoConfig {
     pub(crate) lang: Lang,
     /// How long each unit works.
     pub(crate) seconds: f64,
+    /// Where to draw the units' timeline, if anywhere.
+    pub(crate) timeline: Option<PathBuf>,
+    /// Where to write the event log, if anywhere.
+    pub(crate) events: Option<PathBuf>,
+}
+
+/// Settings of `escala timeline`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TimelineConfig {
+    pub(crate) events: PathBuf,
+    pub(crate) output: PathBuf,
+    pub(crate) title: String,
 }
 
 /// Language of the demo's lines.

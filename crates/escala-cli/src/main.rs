@@ -4,6 +4,7 @@
 mod cli;
 mod cmd;
 mod config;
+mod timeline;
 
 use std::process::ExitCode;
 

@@ -93,7 +93,15 @@ pub(crate) fn run(c: &DemoConfig) -> anyhow::Result<ExitCode> {
             eprintln!("escala: demo: {e}");
         }
     }
-    print_table(&log.try_iter().collect::<Vec<_>>(), wall, process_pid)?;
+    let events: Vec<events::Event> = log.try_iter().collect();
+    print_table(&events, wall, process_pid)?;
+    if let Some(path) = &c.events {
+        crate::timeline::write_events(path, &events)?;
+    }
+    if let Some(path) = &c.timeline {
+        crate::timeline::write_svg(path, "escala demo: the seed's units", &events)?;
+        println!("Timeline: {}", path.display());
+    }
     Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
