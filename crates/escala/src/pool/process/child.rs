@@ -2,36 +2,39 @@
 //!
 //! A reader thread takes frames off the socket (jobs into a local queue; `Cancel` to the
 //! running job's token or the set of dropped jobs). The main thread runs jobs in arrival
-//! order and answers each with one `Done`, written before the next job starts. Jobs arrive
-//! in batches (the parent writes as many as the worker may prefetch in one go). Before
-//! starting a job the main thread waits until the reader has handled every byte already on
-//! the socket, so a `Cancel` the parent sent before the job started always wins.
+//! order. Jobs arrive many at a time (the parent writes as many as the worker may prefetch
+//! in one go). Each reply is staged in the worker's ledger (`stage.rs`) before the next job
+//! starts — from then on a crash cannot lose it — and what is staged goes out in one write
+//! when no job is at hand, at the end of a batch, or from the flusher thread while a job runs
+//! long.
 //!
-//! A `Batch` (many calls of one task) runs element by element; each reply is staged in the
-//! worker's ledger (shared memory, see `ledger.rs`) before the next element starts, and the
-//! staged replies go out in one `Replies` frame at the end of the batch, when the ledger is
-//! full, or when 5 ms have passed since the last one.
+//! The parent counts every `Cancel` it sends in the ledger before writing it; the reader
+//! counts those it handled. Before a job (or a batch's element) starts, the main thread
+//! waits for the reader to catch up if the counts differ, so a `Cancel` the parent sent
+//! before the job started always wins, at the price of an atomic load per job.
 
 use std::collections::HashSet;
 use std::io::{BufReader, BufWriter};
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::ledger::{self, Ledger};
-use super::wire::{FromWorker, PROTOCOL, RepliesHead, ToWorker, split_args};
+use super::stage::{Out, Stage};
+use super::wire::{FromWorker, PROTOCOL, ToWorker, split_args};
 use crate::handle::{CancelToken, TaskName, UnitKind, pair};
 use crate::process::child::{cap_reply, fatal, finish_process};
 use crate::process::frame::{self, FrameKind};
 use crate::task::{self, Reply};
 
+/// How long a batch's staged replies wait for the end of the batch. The flusher does not
+/// watch batches (it would cost a wake-up per batch): a long element delays the replies of
+/// the elements before it in its batch.
+const BATCH_WAIT_NS: u64 = 5_000_000;
+
 /// Cap for the small frames around jobs (ids, names) on top of the argument cap.
 const ENVELOPE: usize = 64 << 10;
-
-/// Longest time staged replies wait for the end of their batch.
-const FLUSH_NS: u64 = 5_000_000;
 
 /// The job the main thread is running, so `Cancel` can reach its token.
 #[derive(Default)]
@@ -58,56 +61,20 @@ fn new_token() -> CancelToken {
     CancelToken::of(&c)
 }
 
-/// Replies to the parent. Each `Done` is flushed before the next job starts: a reply left in
-/// a buffer would be lost if that next job crashed the worker, and the crash blamed on the
-/// job that had in fact finished.
-struct Out {
-    w: BufWriter<UnixStream>,
-}
-
-impl Out {
-    fn send(&mut self, msg: &FromWorker) {
-        if let Ok(bytes) = task::encode(msg) {
-            let _ = frame::write_frame(&mut self.w, FrameKind::FromWorker, &bytes);
-        }
-    }
-
-    /// Sends the `count` replies staged in `staged` (elements `first..`) as one frame.
-    fn send_replies(&mut self, id: u64, first: u32, count: u32, staged: &[u8]) {
-        use std::io::{IoSlice, Write};
-        let head = RepliesHead::Replies { id, first, count, len: staged.len() as u64 };
-        let mut buf = [0u8; frame::HEADER + 48];
-        let Ok(body) = postcard::to_slice(&head, &mut buf[frame::HEADER..]) else { return };
-        let n = body.len();
-        let Ok(len) = u32::try_from(n + staged.len()) else { return };
-        frame::fill_header(&mut buf[..frame::HEADER], FrameKind::FromWorker, len);
-        let mut parts = [IoSlice::new(&buf[..frame::HEADER + n]), IoSlice::new(staged)];
-        let mut parts = &mut parts[..];
-        let sock = self.w.get_mut();
-        while !parts.is_empty() {
-            match sock.write_vectored(parts) {
-                Ok(0) | Err(_) => return, // the parent is gone
-                Ok(k) => IoSlice::advance_slices(&mut parts, k),
-            }
-        }
-    }
-}
-
-/// Lets the main thread know every frame already on the socket has been handled: the
-/// reader takes bytes off the socket and handles them only while holding `lock`, and
-/// releases it only with its buffer empty.
+/// Lets the main thread know which `Cancel` frames the reader has handled: it handles frames
+/// only while holding `lock`, counts cancels in `handled`, and signals `moved` after.
 struct Intake {
     lock: Mutex<()>,
     moved: Condvar,
+    handled: AtomicU64,
     closed: AtomicBool,
 }
 
 pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
     let Ok(read_half) = sock.try_clone() else { fatal("cannot clone the pool socket") };
-    let Ok(probe) = sock.try_clone() else { fatal("cannot clone the pool socket") };
     let mut reader = BufReader::with_capacity(64 << 10, read_half);
     let mut out = Out { w: BufWriter::with_capacity(4 << 10, sock) };
-    let mut ledger = open_ledger();
+    let ledger = open_ledger();
     let init = match read(&mut reader, max) {
         Some(ToWorker::Hello { protocol: PROTOCOL, build, init }) if build == *crate::process::build_id() => {
             init
@@ -130,9 +97,22 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
         finish_process();
     }
 
+    let stage = Arc::new(Stage::new(out, ledger));
+    let flusher = stage.clone();
+    if std::thread::Builder::new()
+        .name("escala-worker-flusher".into())
+        .spawn(move || flusher.flusher())
+        .is_err()
+    {
+        fatal("cannot start the worker's flusher thread");
+    }
     let running = Arc::new(Mutex::new(Running::default()));
-    let intake =
-        Arc::new(Intake { lock: Mutex::new(()), moved: Condvar::new(), closed: AtomicBool::new(false) });
+    let intake = Arc::new(Intake {
+        lock: Mutex::new(()),
+        moved: Condvar::new(),
+        handled: AtomicU64::new(0),
+        closed: AtomicBool::new(false),
+    });
     let (jobs_tx, jobs) = crossbeam_channel::unbounded::<Job>();
     let (r, i) = (running.clone(), intake.clone());
     let reader_thread = std::thread::Builder::new().name("escala-worker-reader".into()).spawn(move || {
@@ -163,6 +143,7 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
                             token.cancel();
                         }
                         run.ranges.push((id, from, to));
+                        i.handled.fetch_add(1, Ordering::SeqCst);
                     }
                     ToWorker::Cancel { id } => {
                         let mut run = r.lock().unwrap_or_else(|e| e.into_inner());
@@ -172,6 +153,7 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
                                 run.dropped.insert(id);
                             }
                         }
+                        i.handled.fetch_add(1, Ordering::SeqCst);
                     }
                     ToWorker::Hello { .. } => break 'read,
                 }
@@ -188,32 +170,38 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
     if reader_thread.is_err() {
         fatal("cannot start the worker's reader thread");
     }
+    let mut token = new_token();
     while let Ok(job) = jobs.recv() {
         let (id, name, args) = match job {
             Job::One { id, task, args } => (id, task, args),
             Job::Batch { id, task, first, args } => {
-                run_batch(&mut out, &mut ledger, &running, id, &task, first, &args, max);
+                run_batch(&stage, &intake, &running, id, &task, first, &args, max);
                 continue;
             }
         };
-        catch_up(&intake, &probe);
-        let (_h, c) = pair::<()>(TaskName::Static(""), UnitKind::PoolTask);
-        let token = CancelToken::of(&c);
-        {
+        let cancels = stage.lock().cancels();
+        catch_up(&intake, cancels);
+        let dropped = {
             let mut run = running.lock().unwrap_or_else(|e| e.into_inner());
-            if run.dropped.remove(&id) {
-                drop(run);
-                out.send(&FromWorker::Done { id, reply: Reply::Cancelled });
-                continue;
+            if token.is_cancelled() {
+                token = new_token();
             }
             run.id = id;
             run.elem = u32::MAX;
             run.token = Some(token.clone());
-        }
-        let reply = task::run_by_name(&name, &args, token);
+            run.dropped.remove(&id)
+        };
+        let reply = if dropped { Reply::Cancelled } else { task::run_by_name(&name, &args, token.clone()) };
         running.lock().unwrap_or_else(|e| e.into_inner()).token = None;
-        out.send(&FromWorker::Done { id, reply: cap_reply(reply, max as u64) });
+        let mut st = stage.lock();
+        st.stage_done(id, cap_reply(reply, max as u64));
+        if jobs.is_empty() {
+            st.flush(); // nothing more at hand: send now
+        } else {
+            stage.staged(&st);
+        }
     }
+    stage.close();
     finish_process();
 }
 
@@ -237,12 +225,11 @@ fn open_ledger() -> Ledger {
     }
 }
 
-/// Runs the elements of batch `id` in order, staging each reply in the ledger before the
-/// next starts, and sends the staged replies in `Replies` frames.
+/// Runs the elements of batch `id` in order, staging each reply before the next starts.
 #[allow(clippy::too_many_arguments)]
 fn run_batch(
-    out: &mut Out,
-    ledger: &mut Ledger,
+    stage: &Stage,
+    intake: &Intake,
     running: &Mutex<Running>,
     id: u64,
     name: &str,
@@ -252,10 +239,13 @@ fn run_batch(
 ) {
     let reg = task::lookup(name);
     let mut token = new_token();
-    let mut now = ledger::mono_ns();
-    ledger.begin(id, first, now);
-    let (mut sent, mut staged, mut off, mut flushed) = (first, 0u32, 0usize, now);
+    let mut cancels = {
+        let mut st = stage.lock();
+        st.begin(Some((id, first)));
+        st.cancels()
+    };
     for (k, arg) in (first..).zip(split_args(args)) {
+        catch_up(intake, cancels);
         let dropped = {
             let mut run = running.lock().unwrap_or_else(|e| e.into_inner());
             if token.is_cancelled() {
@@ -271,59 +261,26 @@ fn run_batch(
             (false, Some(reg)) => cap_reply((reg.invoke)(arg, token.clone()), max as u64),
             (false, None) => task::run_by_name(name, arg, token.clone()),
         };
-        loop {
-            match postcard::to_slice(&reply, ledger.area(off)) {
-                Ok(bytes) => {
-                    off += bytes.len();
-                    staged += 1;
-                    now = ledger::mono_ns();
-                    ledger.commit(now);
-                    break;
-                }
-                Err(_) if staged > 0 => {
-                    out.send_replies(id, sent, staged, ledger.staged(off));
-                    (sent, staged, off) = (sent + staged, 0, 0);
-                    ledger.sent(sent);
-                }
-                Err(_) => {
-                    // Bigger than the whole ledger: it goes out alone, before the next starts.
-                    let bytes = task::encode(&reply).unwrap_or_default();
-                    out.send(&FromWorker::Replies { id, first: k, count: 1, replies: bytes });
-                    sent = k + 1;
-                    now = ledger::mono_ns();
-                    ledger.sent(sent);
-                    break;
-                }
-            }
-        }
-        if staged > 0 && now.saturating_sub(flushed) > FLUSH_NS {
-            out.send_replies(id, sent, staged, ledger.staged(off));
-            (sent, staged, off, flushed) = (sent + staged, 0, 0, now);
-            ledger.sent(sent);
-        }
+        let mut st = stage.lock();
+        st.stage_reply(k, &reply, BATCH_WAIT_NS);
+        cancels = st.cancels();
     }
-    if staged > 0 {
-        out.send_replies(id, sent, staged, ledger.staged(off));
-        ledger.sent(sent + staged);
-    }
+    stage.lock().flush();
     let mut run = running.lock().unwrap_or_else(|e| e.into_inner());
     run.token = None;
     run.elem = u32::MAX;
     run.ranges.retain(|r| r.0 != id);
 }
 
-/// Waits until the reader has handled every byte already on the socket, so frames the
-/// parent sent before this moment (a `Cancel` above all) are known before a job starts.
-fn catch_up(intake: &Intake, sock: &UnixStream) {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+/// Waits until the reader has handled the first `cancels` `Cancel` frames the parent sent
+/// (at once when it has: the usual case).
+fn catch_up(intake: &Intake, cancels: u64) {
+    if intake.handled.load(Ordering::SeqCst) >= cancels {
+        return;
+    }
     let mut held = intake.lock.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-        let pending = poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0);
-        if !pending || intake.closed.load(Ordering::Acquire) {
-            return;
-        }
-        // The reader is about to take them; the timeout only bounds a missed wake-up.
+    while intake.handled.load(Ordering::SeqCst) < cancels && !intake.closed.load(Ordering::Acquire) {
+        // The reader is handling them; the timeout only bounds a missed wake-up.
         held = intake.moved.wait_timeout(held, Duration::from_millis(5)).unwrap_or_else(|e| e.into_inner()).0;
     }
 }

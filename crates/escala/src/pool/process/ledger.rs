@@ -5,8 +5,10 @@
 //! finished, with their replies, and knows which one was running.
 //!
 //! Layout: a 64-byte header of atomics — the batch id, `first << 32 | count` (the staged
-//! replies are elements `first..first + count`), and when the element after them started
-//! (`CLOCK_MONOTONIC`, ns) — then the staged replies, postcard-encoded one after another.
+//! replies are elements `first..first + count`), when the element after them started
+//! (`CLOCK_MONOTONIC`, ns), and how many `Cancel` frames the parent sent — then the staged
+//! replies, postcard-encoded one after another. Batch id 0 stages single jobs instead: whole
+//! `Done` frames, `count` of them.
 //! The worker writes a reply's bytes, then the start time of the next element, then bumps
 //! `count` (the commit point); after a flush it moves `first` past them with `count` 0 in
 //! one store.
@@ -15,12 +17,13 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release};
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release, Ordering::SeqCst};
 
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
-use super::wire::{ReplyRef, split_replies};
+use super::wire::{FromWorker, ReplyRef, split_replies};
+use crate::process::frame::HEADER as HEADER_LEN;
 use crate::task::Reply;
 
 /// Bytes mapped per worker (only the pages touched take memory).
@@ -35,6 +38,8 @@ struct Header {
     batch: AtomicU64,
     pos: AtomicU64,
     since: AtomicU64,
+    /// `Cancel` and `CancelRange` frames the parent sent (counted before each is written).
+    cancels: AtomicU64,
 }
 
 /// One mapping of a ledger (the parent's or the worker's).
@@ -49,11 +54,13 @@ unsafe impl Send for Ledger {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Ledger {}
 
-/// What a dead worker's ledger says about a batch.
+/// What a dead worker's ledger holds: a batch's replies, or (batch 0) single jobs' `Done`.
 pub(crate) struct Staged {
     pub(crate) batch: u64,
     pub(crate) first: u32,
     pub(crate) replies: Vec<Reply>,
+    /// Single jobs' replies, in order: (job id, reply).
+    pub(crate) done: Vec<(u64, Reply)>,
 }
 
 impl Ledger {
@@ -94,7 +101,7 @@ impl Ledger {
         h.pos.store(u64::from(first) << 32, Release);
     }
 
-    /// Worker: the staging area from byte `off` on, to encode a reply into.
+    /// Worker: the staging area from byte `off` on, to encode a reply (or frame) into.
     pub(crate) fn area(&mut self, off: usize) -> &mut [u8] {
         let off = off.min(self.capacity());
         // SAFETY: in bounds of the mapping; only the worker's main thread (the one holding
@@ -121,6 +128,16 @@ impl Ledger {
         self.head().pos.store(u64::from(next) << 32, Release);
     }
 
+    /// Parent: one more `Cancel` is about to be written.
+    pub(crate) fn count_cancel(&self) {
+        self.head().cancels.fetch_add(1, SeqCst);
+    }
+
+    /// Worker: the `Cancel` frames the parent has written (or is writing).
+    pub(crate) fn cancels(&self) -> u64 {
+        self.head().cancels.load(SeqCst)
+    }
+
     /// Parent, while the worker lives: the batch it works on, the element running (or next
     /// to run) and since when (`CLOCK_MONOTONIC` ns). The time is never earlier than that
     /// element's start.
@@ -143,8 +160,27 @@ impl Ledger {
         let (first, count) = ((pos >> 32) as u32, (pos & 0xffff_ffff) as u32);
         // SAFETY: in bounds; the only writer is dead (reaped), so the bytes no longer change.
         let blob = unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(HEAD), SIZE - HEAD) };
+        if batch == 0 {
+            // Whole `Done` frames.
+            let mut done = Vec::new();
+            let mut rest = blob;
+            for _ in 0..count {
+                let Some(len) =
+                    rest.get(8..12).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                else {
+                    break;
+                };
+                let Some(body) = rest.get(HEADER_LEN..HEADER_LEN + len) else { break };
+                match postcard::from_bytes::<FromWorker>(body) {
+                    Ok(FromWorker::Done { id, reply }) => done.push((id, reply)),
+                    _ => break,
+                }
+                rest = &rest[HEADER_LEN + len..];
+            }
+            return Staged { batch, first, replies: Vec::new(), done };
+        }
         let replies = split_replies(blob, count).into_iter().map(ReplyRef::into_reply).collect();
-        Staged { batch, first, replies }
+        Staged { batch, first, replies, done: Vec::new() }
     }
 }
 
@@ -183,5 +219,20 @@ mod tests {
         worker.sent(6);
         assert!(parent.recover().replies.is_empty());
         assert_eq!(parent.progress().1, 6);
+        parent.count_cancel();
+        assert_eq!(worker.cancels(), 1);
+        // Single jobs: whole `Done` frames.
+        worker.begin(0, 0, 3);
+        let mut frame = vec![0u8; crate::process::frame::HEADER];
+        let body = postcard::to_stdvec(&FromWorker::Done { id: 77, reply: Reply::Cancelled }).unwrap();
+        crate::process::frame::fill_header(
+            &mut frame,
+            crate::process::frame::FrameKind::FromWorker,
+            body.len() as u32,
+        );
+        frame.extend(body);
+        worker.area(0)[..frame.len()].copy_from_slice(&frame);
+        worker.commit(4);
+        assert_eq!(parent.recover().done, vec![(77, Reply::Cancelled)]);
     }
 }

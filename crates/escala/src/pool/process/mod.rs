@@ -11,6 +11,7 @@ mod map;
 mod pending;
 mod settle;
 mod slot;
+mod stage;
 mod wire;
 mod writer;
 

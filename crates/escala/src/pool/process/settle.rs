@@ -46,6 +46,28 @@ pub(super) fn finish(
     }
     let reason = status.unwrap_or(ExitReason::Code(-1));
     let held = !inflight.is_empty();
+    let staged = ledger.recover();
+    let mut inflight = inflight;
+    // Single jobs whose `Done` was staged but never sent: they did finish.
+    for (id, reply) in staged.done.iter().cloned() {
+        if !matches!(inflight.front(), Some(Work::One(p)) if p.id == id) {
+            continue; // already received
+        }
+        let Some(Work::One(p)) = inflight.pop_front() else { break };
+        match (reply, timed_out == Some((id, WHOLE))) {
+            (_, true) => {
+                let t = pool.cfg.timeout.unwrap_or_default();
+                pool.fail_or_retry(Work::One(p), ErrorKind::TimedOut(t));
+            }
+            (Reply::Cancelled, _) if p.reclaim => pool.put_back(Work::One(p)),
+            (reply, false) => match reply.into_result() {
+                Ok(bytes) => {
+                    p.sink.settle(Ok(bytes), &pool.counts);
+                }
+                Err(kind) => pool.fail_or_retry(Work::One(p), kind),
+            },
+        }
+    }
     let mut jobs = inflight.into_iter();
     let lost = |id: u64, elem: u32| match (timed_out == Some((id, elem)), pool.cfg.timeout) {
         (true, Some(t)) => ErrorKind::TimedOut(t),
@@ -61,7 +83,6 @@ pub(super) fn finish(
         }
         Some(Work::Many(mut b)) => {
             // Replies staged in the ledger but never sent: those elements did finish.
-            let staged = ledger.recover();
             if staged.batch == b.id && staged.first <= b.from {
                 let skip = (b.from - staged.first) as usize;
                 let replies: Vec<ReplyRef<'_>> =
@@ -107,8 +128,8 @@ pub(super) fn on_done(pool: &Arc<Shared>, slot: &Slot, id: u64, reply: Reply) ->
         st.timed_out = None;
     }
     after_tasks(pool, slot, &mut st, 1, now, true);
+    slot.wake_writer(&st);
     drop(st);
-    slot.room.notify_all();
     slot.stats.record(took);
     measure(slot, took, 1);
     match (reply, timed_out) {
@@ -164,8 +185,8 @@ pub(super) fn on_replies(
         _ => None,
     };
     after_tasks(pool, slot, &mut st, u64::from(count), now, done);
+    slot.wake_writer(&st);
     drop(st);
-    slot.room.notify_all();
     slot.stats.record_n(took / count, u64::from(count));
     measure(slot, took, count);
     settle_elems(pool, &view, first, replies, timed);

@@ -44,6 +44,8 @@ pub(super) struct State {
     pub(super) alive: bool,
     /// Takes no new jobs: finishing what it holds, then replaced.
     pub(super) retiring: bool,
+    /// The writer waits on `room`.
+    pub(super) writer_waiting: bool,
     pub(super) io: Option<Io>,
     /// The front job (and element of a batch, or [`WHOLE`]) the clock stopped, if any.
     pub(super) timed_out: Option<(u64, u32)>,
@@ -82,6 +84,7 @@ impl Slot {
                 front_since: Instant::now(),
                 alive: false,
                 retiring: false,
+                writer_waiting: false,
                 io: None,
                 timed_out: None,
                 pid: 0,
@@ -120,11 +123,31 @@ impl Slot {
     /// (one until a task time has been measured, so a long first task holds nothing back),
     /// in at most 256 jobs.
     pub(super) fn room(&self, st: &State) -> (usize, usize) {
+        let (jobs, tasks) = self.caps();
+        (jobs.saturating_sub(st.inflight.len()), tasks.saturating_sub(st.inflight_tasks))
+    }
+
+    fn caps(&self) -> (usize, usize) {
         let tasks = match self.avg_ns.load(Relaxed) {
             0 => 1,
             ns => (1_000_000 / ns).clamp(1, MAX_TASKS as u64) as usize,
         };
-        (MAX_ITEMS.saturating_sub(st.inflight.len()), tasks.saturating_sub(st.inflight_tasks))
+        (MAX_ITEMS, tasks)
+    }
+
+    /// Whether the writer should send now: the worker is idle, or a quarter of its room is
+    /// free (so jobs go out many per write, not one per reply).
+    pub(super) fn worth_sending(&self, st: &State) -> bool {
+        let (cap_jobs, cap_tasks) = self.caps();
+        let (jobs, tasks) = self.room(st);
+        st.inflight.is_empty() || (jobs >= cap_jobs.div_ceil(4) && tasks >= cap_tasks.div_ceil(4))
+    }
+
+    /// Wakes the writer if it waits and has something to do (one futex call less per reply).
+    pub(super) fn wake_writer(&self, st: &State) {
+        if st.writer_waiting && (st.retiring || !st.alive || self.worth_sending(st)) {
+            self.room.notify_all();
+        }
     }
 
     /// Job `id` is at the front and, for a batch, its element `elem` is the one running.
@@ -148,8 +171,10 @@ impl Slot {
         }
     }
 
+    /// Sends a `Cancel` or `CancelRange`, counted in the ledger first (see `child.rs`).
     fn send(io: Option<&Io>, msg: &ToWorkerRef<'_>) {
         if let Some(io) = io {
+            io.ledger.count_cancel();
             let mut buf = Vec::new();
             push_frame(&mut buf, FrameKind::ToWorker, msg);
             let mut sock = io.sock.lock().unwrap_or_else(|e| e.into_inner());

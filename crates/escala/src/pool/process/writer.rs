@@ -38,10 +38,12 @@ pub(super) fn writer_main(pool: &Arc<Shared>, idx: usize, sock: &Mutex<UnixStrea
                     let left = max.saturating_sub(st.tasks + st.inflight_tasks as u64);
                     tasks = tasks.min(left as usize);
                 }
-                if jobs > 0 && tasks > 0 {
+                if jobs > 0 && tasks > 0 && slot.worth_sending(&st) {
                     break (jobs, tasks);
                 }
+                st.writer_waiting = true;
                 st = slot.room.wait(st).unwrap_or_else(|e| e.into_inner());
+                st.writer_waiting = false;
             }
         };
         let idle = pool.cfg.idle.unwrap_or(LONG_WAIT);
