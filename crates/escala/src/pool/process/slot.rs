@@ -143,9 +143,11 @@ impl Slot {
         st.inflight.is_empty() || (jobs >= cap_jobs.div_ceil(4) && tasks >= cap_tasks.div_ceil(4))
     }
 
-    /// Wakes the writer if it waits and has something to do (one futex call less per reply).
-    pub(super) fn wake_writer(&self, st: &State) {
+    /// Wakes the writer if it waits and has something to do, once (not one futex call per
+    /// reply while it gets going).
+    pub(super) fn wake_writer(&self, st: &mut State) {
         if st.writer_waiting && (st.retiring || !st.alive || self.worth_sending(st)) {
+            st.writer_waiting = false;
             self.room.notify_all();
         }
     }

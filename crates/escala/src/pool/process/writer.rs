@@ -43,7 +43,6 @@ pub(super) fn writer_main(pool: &Arc<Shared>, idx: usize, sock: &Mutex<UnixStrea
                 }
                 st.writer_waiting = true;
                 st = slot.room.wait(st).unwrap_or_else(|e| e.into_inner());
-                st.writer_waiting = false;
             }
         };
         let idle = pool.cfg.idle.unwrap_or(LONG_WAIT);
