@@ -19,7 +19,7 @@ use super::Shared;
 use super::ledger::{self, Ledger};
 use super::settle::{finish, on_done, on_replies};
 use super::slot::{Ended, Io, Slot};
-use super::wire::{Bytes, FromWorker, PROTOCOL, ToWorkerRef, push_frame};
+use super::wire::{Bytes, FromWorker, FromWorkerRef, PROTOCOL, ToWorkerRef, push_frame};
 use super::writer::writer_main;
 use crate::error::ErrorKind;
 use crate::events::{self, EventKind};
@@ -181,13 +181,16 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
     if writer.is_err() {
         child_slot.signal(Signal::SIGKILL);
     }
-    while let Some(msg) = read_msg(&mut reader, max) {
-        let in_protocol = match msg {
-            FromWorker::Done { id, reply } => on_done(pool, slot, id, reply),
-            FromWorker::Replies { id, first, count, replies } => {
-                on_replies(pool, slot, id, first, count, &replies)
+    // Replies are decoded in place, from one reused buffer.
+    let mut buf = Vec::with_capacity(64 << 10);
+    while let Ok(true) = frame::read_frame_into(&mut reader, FrameKind::FromWorker, max + ENVELOPE, &mut buf)
+    {
+        let in_protocol = match postcard::from_bytes::<FromWorkerRef<'_>>(&buf) {
+            Ok(FromWorkerRef::Done { id, reply }) => on_done(pool, slot, id, reply),
+            Ok(FromWorkerRef::Replies { id, first, count, replies }) => {
+                on_replies(pool, slot, id, first, count, replies)
             }
-            FromWorker::Ready { .. } => false,
+            Ok(FromWorkerRef::Ready { .. }) | Err(_) => false,
         };
         if !in_protocol {
             child_slot.signal(Signal::SIGKILL); // out of protocol: this worker cannot be trusted

@@ -320,13 +320,14 @@ impl ProcessPool {
             // The queue is full: run it here, on the caller's thread, in this process.
             p.submitted.fetch_add(1, Relaxed);
             let result = task::run_by_name(K::NAME, &args, CancelToken::of(&c)).into_result();
-            Typed { c, decode: task::decode::<K::Output> }.settle(result, &p.counts);
+            Typed { c, decode: task::decode::<K::Output> }
+                .settle(result.as_deref().map_err(Clone::clone), &p.counts);
             return handle;
         }
         let pending = Pending {
             id: handle.id().0,
             task: K::NAME,
-            args: args.into(),
+            args,
             attempt: 1,
             reclaim: false,
             sink: Box::new(Typed { c, decode: task::decode::<K::Output> }),

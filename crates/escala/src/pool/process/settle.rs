@@ -14,7 +14,6 @@ use super::wire::{ReplyRef, split_replies};
 use crate::error::{ErrorKind, ExitReason};
 use crate::events::{self, EventKind};
 use crate::process::{ChildSlot, StderrTail, sys, tail_lines};
-use crate::task::Reply;
 
 /// Reaps the worker and settles what it held: the replies its ledger staged are kept, the
 /// running task (or element) is lost (or timed out) and retried by policy, and the rest goes
@@ -49,7 +48,7 @@ pub(super) fn finish(
     let staged = ledger.recover();
     let mut inflight = inflight;
     // Single jobs whose `Done` was staged but never sent: they did finish.
-    for (id, reply) in staged.done.iter().cloned() {
+    for (id, reply) in staged.done.iter().map(|(id, r)| (*id, ReplyRef::of(r))) {
         if !matches!(inflight.front(), Some(Work::One(p)) if p.id == id) {
             continue; // already received
         }
@@ -59,7 +58,7 @@ pub(super) fn finish(
                 let t = pool.cfg.timeout.unwrap_or_default();
                 pool.fail_or_retry(Work::One(p), ErrorKind::TimedOut(t));
             }
-            (Reply::Cancelled, _) if p.reclaim => pool.put_back(Work::One(p)),
+            (ReplyRef::Cancelled, _) if p.reclaim => pool.put_back(Work::One(p)),
             (reply, false) => match reply.into_result() {
                 Ok(bytes) => {
                     p.sink.settle(Ok(bytes), &pool.counts);
@@ -112,7 +111,7 @@ pub(super) fn finish(
 }
 
 /// Settles the front job with its reply; false if the reply does not match it.
-pub(super) fn on_done(pool: &Arc<Shared>, slot: &Slot, id: u64, reply: Reply) -> bool {
+pub(super) fn on_done(pool: &Arc<Shared>, slot: &Slot, id: u64, reply: ReplyRef<'_>) -> bool {
     let now = Instant::now();
     let mut st = slot.lock();
     if !matches!(st.inflight.front(), Some(Work::One(p)) if p.id == id) {
@@ -133,7 +132,7 @@ pub(super) fn on_done(pool: &Arc<Shared>, slot: &Slot, id: u64, reply: Reply) ->
     slot.stats.record(took);
     measure(slot, took, 1);
     match (reply, timed_out) {
-        (Reply::Cancelled, _) if front.reclaim => pool.put_back(Work::One(front)),
+        (ReplyRef::Cancelled, _) if front.reclaim => pool.put_back(Work::One(front)),
         (_, true) => {
             let t = pool.cfg.timeout.unwrap_or_default();
             pool.fail_or_retry(Work::One(front), ErrorKind::TimedOut(t));

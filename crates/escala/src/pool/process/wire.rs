@@ -37,6 +37,29 @@ pub(crate) enum FromWorker {
     Replies { id: u64, first: u32, count: u32, replies: Vec<u8> },
 }
 
+/// [`FromWorker`] decoded in place, borrowing the values from the frame. Same variants in
+/// the same order.
+#[derive(Debug, Deserialize)]
+pub(crate) enum FromWorkerRef<'a> {
+    /// Comes once, before any job: read by the owned [`FromWorker`]; refused here.
+    #[allow(dead_code)]
+    Ready {
+        pid: u32,
+        init: Option<Reply>,
+    },
+    Done {
+        id: u64,
+        #[serde(borrow)]
+        reply: ReplyRef<'a>,
+    },
+    Replies {
+        id: u64,
+        first: u32,
+        count: u32,
+        replies: &'a [u8],
+    },
+}
+
 /// The head of a [`FromWorker::Replies`] frame: the same encoding up to the replies' byte
 /// length, so the replies themselves can follow from another buffer (the worker's ledger).
 #[derive(Debug, Serialize)]
