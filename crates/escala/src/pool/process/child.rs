@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use super::ledger::{self, Ledger};
 use super::stage::{Out, Stage};
-use super::wire::{FromWorker, PROTOCOL, ToWorker, split_args};
+use super::wire::{FromWorker, PROTOCOL, ToWorker, ToWorkerIn, split_args};
 use crate::handle::{CancelToken, TaskName, UnitKind, pair};
 use crate::process::child::{cap_reply, fatal, finish_process};
 use crate::process::frame::{self, FrameKind};
@@ -51,8 +51,16 @@ struct Running {
 
 /// A job as the reader hands it to the main thread.
 enum Job {
-    One { id: u64, task: String, args: Vec<u8> },
-    Batch { id: u64, task: String, first: u32, args: Vec<u8> },
+    One { id: u64, task: Arc<str>, args: Vec<u8> },
+    Batch { id: u64, task: Arc<str>, first: u32, args: Vec<u8> },
+}
+
+/// The task name of the last job, shared by the next ones of the same task.
+fn intern(last: &mut Option<Arc<str>>, name: &str) -> Arc<str> {
+    match last {
+        Some(a) if **a == *name => a.clone(),
+        _ => last.insert(Arc::from(name)).clone(),
+    }
 }
 
 /// A fresh token for running tasks with.
@@ -67,6 +75,8 @@ struct Intake {
     lock: Mutex<()>,
     moved: Condvar,
     handled: AtomicU64,
+    /// The main thread waits on `moved` (the reader signals only then).
+    waiting: AtomicBool,
     closed: AtomicBool,
 }
 
@@ -111,11 +121,14 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
         lock: Mutex::new(()),
         moved: Condvar::new(),
         handled: AtomicU64::new(0),
+        waiting: AtomicBool::new(false),
         closed: AtomicBool::new(false),
     });
     let (jobs_tx, jobs) = crossbeam_channel::unbounded::<Job>();
     let (r, i) = (running.clone(), intake.clone());
     let reader_thread = std::thread::Builder::new().name("escala-worker-reader".into()).spawn(move || {
+        let mut buf = Vec::with_capacity(64 << 10);
+        let mut last = None;
         'read: loop {
             // Wait for bytes without taking them, then take and handle them under the lock.
             if !wait_readable(reader.get_ref()) {
@@ -123,19 +136,27 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
             }
             let held = i.lock.lock().unwrap_or_else(|e| e.into_inner());
             loop {
-                let Some(msg) = read(&mut reader, max) else { break 'read };
+                let Ok(true) =
+                    frame::read_frame_into(&mut reader, FrameKind::ToWorker, max + ENVELOPE, &mut buf)
+                else {
+                    break 'read;
+                };
+                let Ok(msg) = postcard::from_bytes::<ToWorkerIn<'_>>(&buf) else { break 'read };
                 match msg {
-                    ToWorker::Job { id, task, args } => {
-                        if jobs_tx.send(Job::One { id, task, args }).is_err() {
+                    ToWorkerIn::Job { id, task, args } => {
+                        let job = Job::One { id, task: intern(&mut last, task), args: args.to_vec() };
+                        if jobs_tx.send(job).is_err() {
                             break 'read;
                         }
                     }
-                    ToWorker::Batch { id, task, first, args } => {
-                        if jobs_tx.send(Job::Batch { id, task, first, args }).is_err() {
+                    ToWorkerIn::Batch { id, task, first, args } => {
+                        let job =
+                            Job::Batch { id, task: intern(&mut last, task), first, args: args.to_vec() };
+                        if jobs_tx.send(job).is_err() {
                             break 'read;
                         }
                     }
-                    ToWorker::CancelRange { id, from, to } => {
+                    ToWorkerIn::CancelRange { id, from, to } => {
                         let mut run = r.lock().unwrap_or_else(|e| e.into_inner());
                         if let Some(token) =
                             run.token.as_ref().filter(|_| run.id == id && (from..to).contains(&run.elem))
@@ -145,7 +166,7 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
                         run.ranges.push((id, from, to));
                         i.handled.fetch_add(1, Ordering::SeqCst);
                     }
-                    ToWorker::Cancel { id } => {
+                    ToWorkerIn::Cancel { id } => {
                         let mut run = r.lock().unwrap_or_else(|e| e.into_inner());
                         match &run.token {
                             Some(token) if run.id == id && run.elem == u32::MAX => token.cancel(),
@@ -155,14 +176,16 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
                         }
                         i.handled.fetch_add(1, Ordering::SeqCst);
                     }
-                    ToWorker::Hello { .. } => break 'read,
+                    ToWorkerIn::Hello { .. } => break 'read,
                 }
                 if reader.buffer().is_empty() {
                     break;
                 }
             }
             drop(held);
-            i.moved.notify_all();
+            if i.waiting.load(Ordering::SeqCst) {
+                i.moved.notify_all();
+            }
         }
         i.closed.store(true, Ordering::Release);
         i.moved.notify_all();
@@ -171,6 +194,8 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
         fatal("cannot start the worker's reader thread");
     }
     let mut token = new_token();
+    // The last task's registration: found once, not by name for every job.
+    let mut known: Option<(Arc<str>, Option<&'static task::Registration>)> = None;
     while let Ok(job) = jobs.recv() {
         let (id, name, args) = match job {
             Job::One { id, task, args } => (id, task, args),
@@ -191,7 +216,15 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
             run.token = Some(token.clone());
             run.dropped.remove(&id)
         };
-        let reply = if dropped { Reply::Cancelled } else { task::run_by_name(&name, &args, token.clone()) };
+        let reg = match &known {
+            Some((n, reg)) if Arc::ptr_eq(n, &name) => *reg,
+            _ => known.insert((name.clone(), task::lookup(&name))).1,
+        };
+        let reply = match (dropped, reg) {
+            (true, _) => Reply::Cancelled,
+            (false, Some(reg)) => (reg.invoke)(&args, token.clone()),
+            (false, None) => task::run_by_name(&name, &args, token.clone()),
+        };
         running.lock().unwrap_or_else(|e| e.into_inner()).token = None;
         let mut st = stage.lock();
         st.stage_done(id, cap_reply(reply, max as u64));
@@ -279,10 +312,12 @@ fn catch_up(intake: &Intake, cancels: u64) {
         return;
     }
     let mut held = intake.lock.lock().unwrap_or_else(|e| e.into_inner());
+    intake.waiting.store(true, Ordering::SeqCst);
     while intake.handled.load(Ordering::SeqCst) < cancels && !intake.closed.load(Ordering::Acquire) {
         // The reader is handling them; the timeout only bounds a missed wake-up.
         held = intake.moved.wait_timeout(held, Duration::from_millis(5)).unwrap_or_else(|e| e.into_inner()).0;
     }
+    intake.waiting.store(false, Ordering::SeqCst);
 }
 
 /// Blocks until the socket has bytes (or is closed), without taking any. False on close.

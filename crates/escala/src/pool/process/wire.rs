@@ -25,6 +25,38 @@ pub(crate) enum ToWorker {
     CancelRange { id: u64, from: u32, to: u32 },
 }
 
+/// [`ToWorker`] decoded in place by the worker, borrowing from the frame. Same variants in
+/// the same order.
+#[derive(Debug, Deserialize)]
+pub(crate) enum ToWorkerIn<'a> {
+    /// Comes once, first: read by the owned [`ToWorker`]; refused here.
+    #[allow(dead_code)]
+    Hello {
+        protocol: u8,
+        build: &'a str,
+        init: Option<(&'a str, &'a [u8])>,
+    },
+    Job {
+        id: u64,
+        task: &'a str,
+        args: &'a [u8],
+    },
+    Cancel {
+        id: u64,
+    },
+    Batch {
+        id: u64,
+        task: &'a str,
+        first: u32,
+        args: &'a [u8],
+    },
+    CancelRange {
+        id: u64,
+        from: u32,
+        to: u32,
+    },
+}
+
 /// Worker to parent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum FromWorker {
@@ -197,6 +229,14 @@ mod tests {
         let args = vec![4, 0, 0, 0, 1, 2, 3, 4];
         assert_eq!(split_args(&args).collect::<Vec<_>>(), vec![&[1u8, 2, 3, 4][..]]);
         assert_eq!(got, ToWorker::Batch { id: 3, task: "t".into(), first: 2, args });
+        let job = postcard::to_stdvec(&ToWorkerRef::Job { id: 5, task: "k", args: Bytes(&[8, 9]) }).unwrap();
+        let got: ToWorkerIn<'_> = postcard::from_bytes(&job).unwrap();
+        assert!(matches!(got, ToWorkerIn::Job { id: 5, task: "k", args: &[8, 9] }));
+        let c = postcard::to_stdvec(&ToWorkerRef::CancelRange { id: 1, from: 2, to: 3 }).unwrap();
+        assert!(matches!(
+            postcard::from_bytes(&c).unwrap(),
+            ToWorkerIn::CancelRange { id: 1, from: 2, to: 3 }
+        ));
     }
 
     #[test]
