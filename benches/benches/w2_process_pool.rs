@@ -4,12 +4,12 @@
 //! Side by side in one criterion group, pools built once outside the measured batch:
 //! - escala `ProcessPool::new(2)`: (a) `submit_task(inc::call(i))` for every `i`, then
 //!   `join()` on each handle; (b) `Executor::map_tasks` with no chunk size (escala has none
-//!   to give: it batches by queue depth);
+//!   to give: it batches by the measured task time and the window, many calls per frame);
 //! - procspawn's `Pool::new(2)`: `pool.spawn(i, |x| x + 1)` + `join()` on each handle, over
 //!   5,000 tasks instead of 100,000 (it runs about 2 × 10^4 tasks/s, and each pending handle
 //!   holds 2 file descriptors); the figure is a throughput like all the others;
 //! - diagnostic: escala `map_tasks` on a pool built with `map_window(1024)` instead of the
-//!   default 64 × size = 128 tasks in flight;
+//!   default 4096 × size = 8192 tasks in flight (so batches of at most 256);
 //! - the minimal pipe pool of `escala_benches::pipe_pool` (the limit): one `write(2)` per
 //!   task, and chunks of 1,000 tasks per `write(2)`; plus, as a diagnostic, one `read(2)`
 //!   and one `write(2)` per task on both sides.
@@ -29,7 +29,7 @@ use escala::{Executor, ProcessPool};
 use escala_benches::pipe_pool::{self, Mode, PipePool};
 use escala_benches::{W2_PROCSPAWN_TASKS, W2_TASKS, W2_WORKERS, timing, wait_for_workers};
 
-/// A larger `map_window` than the default (64 × size), for the diagnostic `map` row.
+/// A smaller `map_window` than the default (4096 × size), for the diagnostic `map` row.
 const MAP_WINDOW_DIAG: usize = 1024;
 
 /// The W2 task.
@@ -53,7 +53,7 @@ fn escala_submit_join(pool: &ProcessPool, n: u64) -> u64 {
 /// (b) Through `map`, no chunk size.
 fn escala_map(pool: &ProcessPool, n: u64) -> u64 {
     let mut sum = 0;
-    for (i, out) in (0..n).zip(pool.map_tasks((0..n).map(|i| inc::call(black_box(i))))) {
+    for (i, out) in (0..n).zip(Executor::map_tasks(pool, (0..n).map(|i| inc::call(black_box(i))))) {
         let v = out.expect("escala task");
         assert_eq!(v, i + 1);
         sum += v;
@@ -93,7 +93,7 @@ fn w2(c: &mut Criterion) {
         g.bench_function("escala map_tasks", |b| b.iter(|| assert_eq!(escala_map(&pool, n), want(n))));
     }
     {
-        // Diagnostic: the default map window is 64 × size = 128 tasks in flight.
+        // Diagnostic: the default map window is 4096 × size = 8192 tasks in flight.
         let pool = ProcessPool::builder().size(W2_WORKERS).map_window(MAP_WINDOW_DIAG).build();
         wait_for_workers(&pool);
         g.bench_function("escala map_tasks map_window 1024 (diagnostic)", |b| {

@@ -19,6 +19,7 @@ pub use process::{ProcessPool, ProcessPoolBuilder};
 pub use stats::{Percentiles, Stats, WorkerProcess};
 pub use thread::{Rejected, ThreadPool, ThreadPoolBuilder};
 
+use crate::error::Outcome;
 use crate::handle::Handle;
 use crate::task::{Call, Task};
 
@@ -108,11 +109,10 @@ pub trait Executor {
     /// let out: Vec<u64> = pool.map_tasks((0..5).map(inc::call)).map(Result::unwrap).collect();
     /// assert_eq!(out, vec![1, 2, 3, 4, 5]);
     /// ```
-    #[allow(clippy::type_complexity)] // the submit closure is an opaque `impl FnMut`
-    fn map_tasks<K, I>(
-        &self,
-        calls: I,
-    ) -> Map<I::IntoIter, impl FnMut(Call<K>) -> Handle<K::Output>, K::Output>
+    ///
+    /// A pool may send the calls in batches rather than one by one (the process pool does:
+    /// see [`ProcessPool::map_tasks`]).
+    fn map_tasks<K, I>(&self, calls: I) -> impl Iterator<Item = Outcome<K::Output>>
     where
         K: Task,
         I: IntoIterator<Item = Call<K>>,

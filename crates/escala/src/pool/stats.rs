@@ -98,6 +98,13 @@ impl WorkerStats {
         self.hist[bucket(ns)].fetch_add(1, Relaxed);
     }
 
+    /// Records `n` tasks of `each` run time.
+    pub(crate) fn record_n(&self, each: Duration, n: u64) {
+        let ns = each.as_nanos().min(u64::MAX as u128) as u64;
+        self.busy_ns.fetch_add(ns.saturating_mul(n), Relaxed);
+        self.hist[bucket(ns)].fetch_add(n, Relaxed);
+    }
+
     /// Sums one counter over the workers.
     pub(crate) fn sum<'a>(
         workers: impl Iterator<Item = &'a WorkerStats>,

@@ -88,15 +88,27 @@ pub(crate) fn read_frame(
     kind: FrameKind,
     max: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut payload = Vec::new();
+    Ok(read_frame_into(r, kind, max, &mut payload)?.then_some(payload))
+}
+
+/// Reads one frame of `kind` into `payload` (replacing its contents, reusing its memory).
+/// `Ok(false)` means the stream ended cleanly before a header.
+pub(crate) fn read_frame_into(
+    r: &mut impl Read,
+    kind: FrameKind,
+    max: usize,
+    payload: &mut Vec<u8>,
+) -> Result<bool, FrameError> {
     let mut header = [0u8; HEADER];
     let mut got = 0;
     while got < HEADER {
         match r.read(&mut header[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) if got == 0 => return Ok(false),
             Ok(0) => return Err(FrameError::Truncated),
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && got == 0 => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && got == 0 => return Ok(false),
             Err(e) => return Err(e.into()),
         }
     }
@@ -113,12 +125,13 @@ pub(crate) fn read_frame(
     if len > max {
         return Err(FrameError::TooLarge { len: len as u64, max });
     }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload).map_err(|e| match e.kind() {
+    payload.clear();
+    payload.resize(len, 0);
+    r.read_exact(payload).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => FrameError::Truncated,
         _ => FrameError::Io(e),
     })?;
-    Ok(Some(payload))
+    Ok(true)
 }
 
 #[cfg(test)]

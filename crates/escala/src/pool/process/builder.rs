@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
-use super::slot::{Slot, slot_main};
+use super::life::slot_main;
+use super::slot::Slot;
 use super::{Config, ProcessPool, Shared};
 use crate::pool::clock::Clock;
 use crate::pool::policy::{QueuePolicy, RetryPolicy};
@@ -163,7 +164,8 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// Tasks `map_tasks` keeps in flight (default: 64 × size).
+    /// Tasks `map_tasks` keeps in flight (default: 4096 × size; batches are at most half
+    /// a worker's share of it, and encoded arguments in flight stay under 64 MiB).
     pub fn map_window(mut self, n: usize) -> Self {
         self.cfg.window = n.max(1);
         self
@@ -180,7 +182,7 @@ impl ProcessPoolBuilder {
     pub fn build(mut self) -> ProcessPool {
         let size = self.size.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if self.cfg.window == 0 {
-            self.cfg.window = 64 * size;
+            self.cfg.window = 4096 * size;
         }
         let (tx, rx) = crossbeam_channel::unbounded();
         let (close_tx, close_rx) = crossbeam_channel::bounded::<()>(0);

@@ -2,24 +2,36 @@
 //!
 //! A reader thread takes frames off the socket (jobs into a local queue; `Cancel` to the
 //! running job's token or the set of dropped jobs). The main thread runs jobs in arrival
-//! order and answers each with one `Done`, written before the next job starts. Jobs arrive
-//! in batches (the parent writes as many as the worker may prefetch in one go). Before
-//! starting a job the main thread waits until the reader has handled every byte already on
-//! the socket, so a `Cancel` the parent sent before the job started always wins.
+//! order. Jobs arrive many at a time (the parent writes as many as the worker may prefetch
+//! in one go). Each reply is staged in the worker's ledger (`stage.rs`) before the next job
+//! starts — from then on a crash cannot lose it — and what is staged goes out in one write
+//! when no job is at hand, at the end of a batch, or from the flusher thread while a job runs
+//! long.
+//!
+//! The parent counts every `Cancel` it sends in the ledger before writing it; the reader
+//! counts those it handled. Before a job (or a batch's element) starts, the main thread
+//! waits for the reader to catch up if the counts differ, so a `Cancel` the parent sent
+//! before the job started always wins, at the price of an atomic load per job.
 
 use std::collections::HashSet;
 use std::io::{BufReader, BufWriter};
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::wire::{FromWorker, ToWorker};
+use super::ledger::{self, Ledger};
+use super::stage::{Out, Stage};
+use super::wire::{FromWorker, PROTOCOL, ToWorker, ToWorkerIn, split_args};
 use crate::handle::{CancelToken, TaskName, UnitKind, pair};
 use crate::process::child::{cap_reply, fatal, finish_process};
 use crate::process::frame::{self, FrameKind};
 use crate::task::{self, Reply};
+
+/// How long a batch's staged replies wait for the end of the batch. The flusher does not
+/// watch batches (it would cost a wake-up per batch): a long element delays the replies of
+/// the elements before it in its batch.
+const BATCH_WAIT_NS: u64 = 5_000_000;
 
 /// Cap for the small frames around jobs (ids, names) on top of the argument cap.
 const ENVELOPE: usize = 64 << 10;
@@ -28,45 +40,60 @@ const ENVELOPE: usize = 64 << 10;
 #[derive(Default)]
 struct Running {
     id: u64,
+    /// The batch element running (`u32::MAX` for a single job).
+    elem: u32,
     token: Option<CancelToken>,
     /// Prefetched jobs cancelled before they started.
     dropped: HashSet<u64>,
+    /// Batch elements cancelled: (batch, from, to).
+    ranges: Vec<(u64, u32, u32)>,
 }
 
-/// Replies to the parent. Each `Done` is flushed before the next job starts: a reply left in
-/// a buffer would be lost if that next job crashed the worker, and the crash blamed on the
-/// job that had in fact finished.
-struct Out {
-    w: BufWriter<UnixStream>,
+/// A job as the reader hands it to the main thread.
+enum Job {
+    One { id: u64, task: Arc<str>, args: Vec<u8> },
+    Batch { id: u64, task: Arc<str>, first: u32, args: Vec<u8> },
 }
 
-impl Out {
-    fn send(&mut self, msg: &FromWorker) {
-        if let Ok(bytes) = task::encode(msg) {
-            let _ = frame::write_frame(&mut self.w, FrameKind::FromWorker, &bytes);
-        }
+/// The task name of the last job, shared by the next ones of the same task.
+fn intern(last: &mut Option<Arc<str>>, name: &str) -> Arc<str> {
+    match last {
+        Some(a) if **a == *name => a.clone(),
+        _ => last.insert(Arc::from(name)).clone(),
     }
 }
 
-/// Lets the main thread know every frame already on the socket has been handled: the
-/// reader takes bytes off the socket and handles them only while holding `lock`, and
-/// releases it only with its buffer empty.
+/// A fresh token for running tasks with.
+fn new_token() -> CancelToken {
+    let (_h, c) = pair::<()>(TaskName::Static(""), UnitKind::PoolTask);
+    CancelToken::of(&c)
+}
+
+/// Lets the main thread know which `Cancel` frames the reader has handled: it handles frames
+/// only while holding `lock`, counts cancels in `handled`, and signals `moved` after.
 struct Intake {
     lock: Mutex<()>,
     moved: Condvar,
+    handled: AtomicU64,
+    /// The main thread waits on `moved` (the reader signals only then).
+    waiting: AtomicBool,
     closed: AtomicBool,
 }
 
 pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
     let Ok(read_half) = sock.try_clone() else { fatal("cannot clone the pool socket") };
-    let Ok(probe) = sock.try_clone() else { fatal("cannot clone the pool socket") };
     let mut reader = BufReader::with_capacity(64 << 10, read_half);
     let mut out = Out { w: BufWriter::with_capacity(4 << 10, sock) };
+    let ledger = open_ledger();
     let init = match read(&mut reader, max) {
-        Some(ToWorker::Hello { build, init }) if build == *crate::process::build_id() => init,
-        Some(ToWorker::Hello { build, .. }) => {
-            let why =
-                format!("the pool is build `{build}` but this worker is `{}`", crate::process::build_id());
+        Some(ToWorker::Hello { protocol: PROTOCOL, build, init }) if build == *crate::process::build_id() => {
+            init
+        }
+        Some(ToWorker::Hello { protocol, build, .. }) => {
+            let why = format!(
+                "the pool is build `{build}`, pool protocol {protocol}, but this worker is `{}`, protocol {PROTOCOL}",
+                crate::process::build_id()
+            );
             out.send(&FromWorker::Ready { pid: std::process::id(), init: Some(Reply::Refused(why)) });
             finish_process();
         }
@@ -80,12 +107,28 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
         finish_process();
     }
 
+    let stage = Arc::new(Stage::new(out, ledger));
+    let flusher = stage.clone();
+    if std::thread::Builder::new()
+        .name("escala-worker-flusher".into())
+        .spawn(move || flusher.flusher())
+        .is_err()
+    {
+        fatal("cannot start the worker's flusher thread");
+    }
     let running = Arc::new(Mutex::new(Running::default()));
-    let intake =
-        Arc::new(Intake { lock: Mutex::new(()), moved: Condvar::new(), closed: AtomicBool::new(false) });
-    let (jobs_tx, jobs) = crossbeam_channel::unbounded::<(u64, String, Vec<u8>)>();
+    let intake = Arc::new(Intake {
+        lock: Mutex::new(()),
+        moved: Condvar::new(),
+        handled: AtomicU64::new(0),
+        waiting: AtomicBool::new(false),
+        closed: AtomicBool::new(false),
+    });
+    let (jobs_tx, jobs) = crossbeam_channel::unbounded::<Job>();
     let (r, i) = (running.clone(), intake.clone());
     let reader_thread = std::thread::Builder::new().name("escala-worker-reader".into()).spawn(move || {
+        let mut buf = Vec::with_capacity(64 << 10);
+        let mut last = None;
         'read: loop {
             // Wait for bytes without taking them, then take and handle them under the lock.
             if !wait_readable(reader.get_ref()) {
@@ -93,30 +136,56 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
             }
             let held = i.lock.lock().unwrap_or_else(|e| e.into_inner());
             loop {
-                let Some(msg) = read(&mut reader, max) else { break 'read };
+                let Ok(true) =
+                    frame::read_frame_into(&mut reader, FrameKind::ToWorker, max + ENVELOPE, &mut buf)
+                else {
+                    break 'read;
+                };
+                let Ok(msg) = postcard::from_bytes::<ToWorkerIn<'_>>(&buf) else { break 'read };
                 match msg {
-                    ToWorker::Job { id, task, args } => {
-                        if jobs_tx.send((id, task, args)).is_err() {
+                    ToWorkerIn::Job { id, task, args } => {
+                        let job = Job::One { id, task: intern(&mut last, task), args: args.to_vec() };
+                        if jobs_tx.send(job).is_err() {
                             break 'read;
                         }
                     }
-                    ToWorker::Cancel { id } => {
+                    ToWorkerIn::Batch { id, task, first, args } => {
+                        let job =
+                            Job::Batch { id, task: intern(&mut last, task), first, args: args.to_vec() };
+                        if jobs_tx.send(job).is_err() {
+                            break 'read;
+                        }
+                    }
+                    ToWorkerIn::CancelRange { id, from, to } => {
+                        let mut run = r.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Some(token) =
+                            run.token.as_ref().filter(|_| run.id == id && (from..to).contains(&run.elem))
+                        {
+                            token.cancel();
+                        }
+                        run.ranges.push((id, from, to));
+                        i.handled.fetch_add(1, Ordering::SeqCst);
+                    }
+                    ToWorkerIn::Cancel { id } => {
                         let mut run = r.lock().unwrap_or_else(|e| e.into_inner());
                         match &run.token {
-                            Some(token) if run.id == id => token.cancel(),
+                            Some(token) if run.id == id && run.elem == u32::MAX => token.cancel(),
                             _ => {
                                 run.dropped.insert(id);
                             }
                         }
+                        i.handled.fetch_add(1, Ordering::SeqCst);
                     }
-                    ToWorker::Hello { .. } => break 'read,
+                    ToWorkerIn::Hello { .. } => break 'read,
                 }
                 if reader.buffer().is_empty() {
                     break;
                 }
             }
             drop(held);
-            i.moved.notify_all();
+            if i.waiting.load(Ordering::SeqCst) {
+                i.moved.notify_all();
+            }
         }
         i.closed.store(true, Ordering::Release);
         i.moved.notify_all();
@@ -124,41 +193,131 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
     if reader_thread.is_err() {
         fatal("cannot start the worker's reader thread");
     }
-    while let Ok((id, name, args)) = jobs.recv() {
-        catch_up(&intake, &probe);
-        let (_h, c) = pair::<()>(TaskName::Static(""), UnitKind::PoolTask);
-        let token = CancelToken::of(&c);
-        {
-            let mut run = running.lock().unwrap_or_else(|e| e.into_inner());
-            if run.dropped.remove(&id) {
-                drop(run);
-                out.send(&FromWorker::Done { id, reply: Reply::Cancelled });
+    let mut token = new_token();
+    // The last task's registration: found once, not by name for every job.
+    let mut known: Option<(Arc<str>, Option<&'static task::Registration>)> = None;
+    while let Ok(job) = jobs.recv() {
+        let (id, name, args) = match job {
+            Job::One { id, task, args } => (id, task, args),
+            Job::Batch { id, task, first, args } => {
+                run_batch(&stage, &intake, &running, id, &task, first, &args, max);
                 continue;
             }
+        };
+        let cancels = stage.lock().cancels();
+        catch_up(&intake, cancels);
+        let dropped = {
+            let mut run = running.lock().unwrap_or_else(|e| e.into_inner());
+            if token.is_cancelled() {
+                token = new_token();
+            }
             run.id = id;
+            run.elem = u32::MAX;
             run.token = Some(token.clone());
-        }
-        let reply = task::run_by_name(&name, &args, token);
+            run.dropped.remove(&id)
+        };
+        let reg = match &known {
+            Some((n, reg)) if Arc::ptr_eq(n, &name) => *reg,
+            _ => known.insert((name.clone(), task::lookup(&name))).1,
+        };
+        let reply = match (dropped, reg) {
+            (true, _) => Reply::Cancelled,
+            (false, Some(reg)) => (reg.invoke)(&args, token.clone()),
+            (false, None) => task::run_by_name(&name, &args, token.clone()),
+        };
         running.lock().unwrap_or_else(|e| e.into_inner()).token = None;
-        out.send(&FromWorker::Done { id, reply: cap_reply(reply, max as u64) });
+        let mut st = stage.lock();
+        st.stage_done(id, cap_reply(reply, max as u64));
+        if jobs.is_empty() {
+            st.flush(); // nothing more at hand: send now
+        } else {
+            stage.staged(&st);
+        }
     }
+    stage.close();
     finish_process();
 }
 
-/// Waits until the reader has handled every byte already on the socket, so frames the
-/// parent sent before this moment (a `Cancel` above all) are known before a job starts.
-fn catch_up(intake: &Intake, sock: &UnixStream) {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+/// The ledger the parent mapped for this worker at fd 3.
+fn open_ledger() -> Ledger {
+    use std::os::fd::FromRawFd;
+    let fd = ledger::WORKER_FD;
+    // SAFETY: F_GETFD only reads the fd's flags; it touches no memory of ours.
+    if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } < 0 {
+        fatal("a pool worker needs its ledger at fd 3");
+    }
+    // SAFETY: fd 3 is open (checked just above) and was placed there by the parent for this
+    // worker alone; nothing else in this process took ownership of it.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    if !nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_size > 0) {
+        fatal("fd 3 of a pool worker is not its ledger");
+    }
+    match Ledger::map(&fd) {
+        Ok(l) => l,
+        Err(e) => fatal(&format!("cannot map the pool worker's ledger: {e}")),
+    }
+}
+
+/// Runs the elements of batch `id` in order, staging each reply before the next starts.
+#[allow(clippy::too_many_arguments)]
+fn run_batch(
+    stage: &Stage,
+    intake: &Intake,
+    running: &Mutex<Running>,
+    id: u64,
+    name: &str,
+    first: u32,
+    args: &[u8],
+    max: usize,
+) {
+    let reg = task::lookup(name);
+    let mut token = new_token();
+    let mut cancels = {
+        let mut st = stage.lock();
+        st.begin(Some((id, first)));
+        st.cancels()
+    };
+    for (k, arg) in (first..).zip(split_args(args)) {
+        catch_up(intake, cancels);
+        let dropped = {
+            let mut run = running.lock().unwrap_or_else(|e| e.into_inner());
+            if token.is_cancelled() {
+                token = new_token();
+            }
+            run.id = id;
+            run.elem = k;
+            run.token = Some(token.clone());
+            run.ranges.iter().any(|&(b, from, to)| b == id && (from..to).contains(&k))
+        };
+        let reply = match (dropped, reg) {
+            (true, _) => Reply::Cancelled,
+            (false, Some(reg)) => cap_reply((reg.invoke)(arg, token.clone()), max as u64),
+            (false, None) => task::run_by_name(name, arg, token.clone()),
+        };
+        let mut st = stage.lock();
+        st.stage_reply(k, &reply, BATCH_WAIT_NS);
+        cancels = st.cancels();
+    }
+    stage.lock().flush();
+    let mut run = running.lock().unwrap_or_else(|e| e.into_inner());
+    run.token = None;
+    run.elem = u32::MAX;
+    run.ranges.retain(|r| r.0 != id);
+}
+
+/// Waits until the reader has handled the first `cancels` `Cancel` frames the parent sent
+/// (at once when it has: the usual case).
+fn catch_up(intake: &Intake, cancels: u64) {
+    if intake.handled.load(Ordering::SeqCst) >= cancels {
+        return;
+    }
     let mut held = intake.lock.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-        let pending = poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0);
-        if !pending || intake.closed.load(Ordering::Acquire) {
-            return;
-        }
-        // The reader is about to take them; the timeout only bounds a missed wake-up.
+    intake.waiting.store(true, Ordering::SeqCst);
+    while intake.handled.load(Ordering::SeqCst) < cancels && !intake.closed.load(Ordering::Acquire) {
+        // The reader is handling them; the timeout only bounds a missed wake-up.
         held = intake.moved.wait_timeout(held, Duration::from_millis(5)).unwrap_or_else(|e| e.into_inner()).0;
     }
+    intake.waiting.store(false, Ordering::SeqCst);
 }
 
 /// Blocks until the socket has bytes (or is closed), without taking any. False on close.

@@ -2,10 +2,16 @@
 //! recycle themselves and batch tiny tasks with nothing to tune. The protocol and the
 //! task state machine are in `README.md` beside this file.
 
+mod batch;
 mod builder;
 mod child;
+mod ledger;
+mod life;
+mod map;
 mod pending;
+mod settle;
 mod slot;
+mod stage;
 mod wire;
 mod writer;
 
@@ -15,6 +21,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use batch::{Batch, Work};
 pub use builder::ProcessPoolBuilder;
 pub(crate) use child::serve_worker;
 use pending::{Counts, Pending, Sink, Typed};
@@ -54,11 +61,11 @@ struct Shared {
     name: Arc<str>,
     cfg: Config,
     /// Submissions; `None` once shut down.
-    tx: RwLock<Option<Sender<Pending>>>,
+    tx: RwLock<Option<Sender<Work>>>,
     /// Tasks handed back by a dead or retiring worker, and retries. Never closed, so the
     /// queue stays open while the slots need it; `closed` says when to stop.
-    requeue: Sender<Pending>,
-    rx: Receiver<Pending>,
+    requeue: Sender<Work>,
+    rx: Receiver<Work>,
     /// Disconnected at shutdown: wakes writers waiting for work.
     close_tx: Mutex<Option<Sender<()>>>,
     close_rx: Receiver<()>,
@@ -92,24 +99,27 @@ impl Shared {
         self.is_closed() && self.rx.is_empty() && self.retry_pending.load(SeqCst) == 0
     }
 
-    /// Puts a task back in the queue (a worker died or retired holding it, or a retry).
-    fn put_back(&self, mut p: Pending) {
-        p.reclaim = false;
-        p.sink.core().requeue();
-        self.queued.fetch_add(1, SeqCst);
+    /// Puts work back in the queue (a worker died or retired holding it, or a retry).
+    fn put_back(&self, mut w: Work) {
+        if let Work::One(p) = &mut w {
+            p.reclaim = false;
+            p.sink.core().requeue();
+        }
+        self.queued.fetch_add(w.len() as i64, SeqCst);
         // Cannot fail: `rx` lives in `self`.
-        let _ = self.requeue.send(p);
+        let _ = self.requeue.send(w);
     }
 
-    /// Ends a task with an error, or schedules its retry when the policy allows.
-    fn fail_or_retry(self: &Arc<Self>, p: Pending, kind: ErrorKind) {
-        if p.sink.is_done() || !self.cfg.retry.should_retry(&kind, p.attempt) {
-            p.sink.settle(Err(kind), &self.counts);
+    /// Ends a task (or a batch's single element) with an error, or schedules its retry
+    /// when the policy allows.
+    fn fail_or_retry(self: &Arc<Self>, w: Work, kind: ErrorKind) {
+        if w.is_settled() || !self.cfg.retry.should_retry(&kind, w.attempt()) {
+            w.settle_err(kind, &self.counts);
             return;
         }
-        let delay = self.cfg.retry.delay(p.attempt);
-        self.retried.fetch_add(1, Relaxed);
-        if events::enabled() {
+        let delay = self.cfg.retry.delay(w.attempt());
+        self.retried.fetch_add(w.len() as u64, Relaxed);
+        if let (Work::One(p), true) = (&w, events::enabled()) {
             events::emit(
                 p.sink.core(),
                 EventKind::Retried { attempt: p.attempt + 1, delay_ms: delay.as_millis() as u64 },
@@ -117,19 +127,56 @@ impl Shared {
         }
         self.retry_pending.fetch_add(1, SeqCst);
         let pool = self.clone();
-        let mut p = p;
-        p.attempt += 1;
+        let mut w = w;
+        match &mut w {
+            Work::One(p) => p.attempt += 1,
+            Work::Many(b) => b.attempt += 1,
+        }
         self.clock.after(
             delay,
             Box::new(move || {
                 if pool.cancelling.load(SeqCst) {
-                    p.sink.settle(Err(ErrorKind::Cancelled), &pool.counts);
+                    w.settle_err(ErrorKind::Cancelled, &pool.counts);
                 } else {
-                    pool.put_back(p);
+                    pool.put_back(w);
                 }
                 pool.retry_pending.fetch_sub(1, SeqCst);
             }),
         );
+    }
+
+    /// Queues a batch of a map (counted as its elements).
+    fn submit_batch(&self, b: Batch) {
+        let n = b.len();
+        self.submitted.fetch_add(n as u64, Relaxed);
+        if !self.ready {
+            let why = "process pools need `escala::init()` (or #[escala::main]) at the start of main";
+            b.settle_all(&ErrorKind::Spawn(why.into()), &self.counts);
+            return;
+        }
+        self.queued.fetch_add(n as i64, SeqCst);
+        let tx = self.tx.read().unwrap_or_else(|e| e.into_inner());
+        let refused = match tx.as_ref() {
+            Some(tx) => tx.send(Work::Many(b)).err().map(|e| e.into_inner()),
+            None => Some(Work::Many(b)),
+        };
+        drop(tx);
+        if let Some(back) = refused {
+            self.queued.fetch_sub(n as i64, SeqCst);
+            self.submitted.fetch_sub(n as u64, Relaxed);
+            back.settle_err(ErrorKind::Rejected("the pool is shut down".into()), &self.counts);
+        }
+    }
+
+    /// The measured run time of one task, averaged over the workers (0 before any).
+    fn avg_ns(&self) -> u64 {
+        let (sum, n) = self
+            .slots
+            .iter()
+            .map(Slot::avg_ns)
+            .filter(|&ns| ns > 0)
+            .fold((0, 0), |(s, n), ns| (s + ns, n + 1));
+        sum.checked_div(n).unwrap_or(0)
     }
 
     fn wake_blocked(&self) {
@@ -273,13 +320,14 @@ impl ProcessPool {
             // The queue is full: run it here, on the caller's thread, in this process.
             p.submitted.fetch_add(1, Relaxed);
             let result = task::run_by_name(K::NAME, &args, CancelToken::of(&c)).into_result();
-            Typed { c, decode: task::decode::<K::Output> }.settle(result, &p.counts);
+            Typed { c, decode: task::decode::<K::Output> }
+                .settle(result.as_deref().map_err(Clone::clone), &p.counts);
             return handle;
         }
         let pending = Pending {
             id: handle.id().0,
             task: K::NAME,
-            args: args.into(),
+            args,
             attempt: 1,
             reclaim: false,
             sink: Box::new(Typed { c, decode: task::decode::<K::Output> }),
@@ -291,15 +339,15 @@ impl ProcessPool {
         p.queued.fetch_add(1, SeqCst);
         let tx = p.tx.read().unwrap_or_else(|e| e.into_inner());
         let refused = match tx.as_ref() {
-            Some(tx) => tx.send(pending).err().map(|e| e.into_inner()),
-            None => Some(pending),
+            Some(tx) => tx.send(Work::One(pending)).err().map(|e| e.into_inner()),
+            None => Some(Work::One(pending)),
         };
         drop(tx);
         if let Some(back) = refused {
             // Shut down between admission and send.
             p.submitted.fetch_sub(1, Relaxed);
             p.queued.fetch_sub(1, SeqCst);
-            back.sink.settle(Err(ErrorKind::Rejected("the pool is shut down".into())), &p.counts);
+            back.settle_err(ErrorKind::Rejected("the pool is shut down".into()), &p.counts);
         }
         handle
     }
@@ -314,9 +362,11 @@ impl ProcessPool {
         if how.cancel_pending {
             p.cancelling.store(true, SeqCst);
             while let Ok(job) = p.rx.try_recv() {
-                p.queued.fetch_sub(1, SeqCst);
-                job.sink.core().try_discard();
-                job.sink.settle(Err(ErrorKind::Cancelled), &p.counts);
+                p.queued.fetch_sub(job.len() as i64, SeqCst);
+                if let Work::One(j) = &job {
+                    j.sink.core().try_discard();
+                }
+                job.settle_err(ErrorKind::Cancelled, &p.counts);
             }
             for slot in p.slots.iter() {
                 slot.cancel_prefetched(p);
@@ -378,6 +428,17 @@ impl Executor for ProcessPool {
 
     fn map_window(&self) -> usize {
         self.shared.cfg.window
+    }
+
+    /// Batched: elements travel many per frame, with no handle each; see
+    /// [`ProcessPool::map_tasks`].
+    fn map_tasks<K, I>(&self, calls: I) -> impl Iterator<Item = crate::error::Outcome<K::Output>>
+    where
+        K: Task,
+        I: IntoIterator<Item = Call<K>>,
+        Self: Sized,
+    {
+        ProcessPool::map_tasks(self, calls)
     }
 }
 

@@ -1,7 +1,6 @@
 //! [`Pending`]: a submitted task on its way through a process pool, with its value type
 //! erased (a [`Sink`] decodes the reply and resolves the caller's handle).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ pub(super) trait Sink: Send {
     /// Writes the outcome, counted in `counts` before the handle resolves (so `stats()`
     /// after `join()` includes it); true if this call wrote it (a cancel or timeout may have
     /// first, and then counted it).
-    fn settle(&self, result: Result<Vec<u8>, ErrorKind>, counts: &Counts) -> bool;
+    fn settle(&self, result: Result<&[u8], ErrorKind>, counts: &Counts) -> bool;
     /// Resolves as timed out now (if still pending) and sets the token.
     fn time_out(&self, after: Duration) -> bool;
 }
@@ -39,12 +38,12 @@ impl<T: Send + 'static> Sink for Typed<T> {
         self.c.is_done()
     }
 
-    fn settle(&self, result: Result<Vec<u8>, ErrorKind>, counts: &Counts) -> bool {
+    fn settle(&self, result: Result<&[u8], ErrorKind>, counts: &Counts) -> bool {
         if self.c.is_done() {
             return false;
         }
         let decoded = result.and_then(|b| {
-            (self.decode)(&b).map_err(|e| ErrorKind::Codec(format!("cannot decode the result: {e}")))
+            (self.decode)(b).map_err(|e| ErrorKind::Codec(format!("cannot decode the result: {e}")))
         });
         let counter = counts.of(decoded.as_ref().err());
         counter.fetch_add(1, Relaxed);
@@ -89,8 +88,8 @@ pub(super) struct Pending {
     /// The handle's task id, also the job id on the wire.
     pub(super) id: u64,
     pub(super) task: &'static str,
-    /// Encoded once at submit; shared (not copied) by retries.
-    pub(super) args: Arc<[u8]>,
+    /// Encoded once at submit; moved (not copied) into retries.
+    pub(super) args: Vec<u8>,
     /// 1 for the first run.
     pub(super) attempt: u32,
     /// Taken back from a retiring worker: a `Cancelled` reply puts it back in the queue.

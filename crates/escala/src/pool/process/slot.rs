@@ -1,53 +1,56 @@
-//! One worker slot: the thread that owns a worker process from spawn to reap, reads its
-//! replies, settles its tasks, stops runaway tasks, and replaces the worker when it dies,
-//! retires or crash-loops. The child's PDEATHSIG is tied to this thread, which outlives
-//! every incarnation.
+//! One worker slot: the state of its live worker (jobs in flight, socket, ledger), and
+//! what reaches it from outside — cancels, timeouts and their escalation to SIGTERM and
+//! SIGKILL. Its thread (the worker's life) is in `life.rs`.
 
 use std::collections::VecDeque;
-use std::io::BufReader;
-use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
 use super::Shared;
-use super::pending::Pending;
-use super::wire::{Bytes, FromWorker, ToWorkerRef, push_frame};
-use super::writer::writer_main;
-use crate::error::{ErrorKind, ExitReason};
-use crate::events::{self, EventKind};
+use super::batch::{BatchSink, Work};
+use super::ledger::{self, Ledger};
+use super::wire::{ToWorkerRef, push_frame};
+use crate::error::ErrorKind;
 use crate::pool::stats::{WorkerProcess, WorkerStats};
-use crate::process::frame::{self, FrameKind};
-use crate::process::{ChildMode, ChildSlot, StderrTail, reexec_command, sys, tail_lines};
-use crate::task;
+use crate::process::ChildSlot;
+use crate::process::frame::FrameKind;
 
-/// Room for ids and names around a reply's payload.
-const ENVELOPE: usize = 64 << 10;
+/// Marks a whole job (not one element of a batch) in [`State::timed_out`].
+pub(super) const WHOLE: u32 = u32::MAX;
+/// Jobs (single tasks or batches) in flight per worker at most.
+const MAX_ITEMS: usize = 256;
+/// Tasks in flight per worker at most.
+const MAX_TASKS: usize = 8192;
 
-/// The live worker's socket (write side, shared with `Cancel`) and process.
+/// The live worker's socket (write side, shared with `Cancel`), process and ledger.
 #[derive(Clone)]
 pub(super) struct Io {
     pub(super) sock: Arc<Mutex<UnixStream>>,
-    child: Arc<ChildSlot>,
+    pub(super) child: Arc<ChildSlot>,
+    pub(super) ledger: Arc<Ledger>,
 }
 
 pub(super) struct State {
     /// Jobs sent to the worker, in the order it runs them; the front one is running.
-    pub(super) inflight: VecDeque<Pending>,
+    pub(super) inflight: VecDeque<Work>,
+    /// Tasks in `inflight` (a batch counts its elements).
+    pub(super) inflight_tasks: usize,
     /// When the front job started (the previous reply, or its send to an idle worker).
     pub(super) front_since: Instant,
     pub(super) alive: bool,
     /// Takes no new jobs: finishing what it holds, then replaced.
     pub(super) retiring: bool,
+    /// The writer waits on `room`.
+    pub(super) writer_waiting: bool,
     pub(super) io: Option<Io>,
-    /// The front job the clock stopped, if any.
-    timed_out: Option<u64>,
+    /// The front job (and element of a batch, or [`WHOLE`]) the clock stopped, if any.
+    pub(super) timed_out: Option<(u64, u32)>,
     pub(super) pid: u32,
-    rss: u64,
+    pub(super) rss: u64,
     /// Tasks this worker has finished.
     pub(super) tasks: u64,
 }
@@ -59,10 +62,10 @@ pub(super) struct Slot {
     pub(super) room: Condvar,
     pub(super) stats: WorkerStats,
     /// Moving average of a task's run time, in ns: how many jobs to prefetch.
-    avg_ns: AtomicU64,
+    pub(super) avg_ns: AtomicU64,
 }
 
-enum Ended {
+pub(super) enum Ended {
     /// Exited normally holding nothing (recycled, or the pool is done).
     Clean,
     /// Died; its tasks were settled or put back.
@@ -77,9 +80,11 @@ impl Slot {
             index,
             state: Mutex::new(State {
                 inflight: VecDeque::new(),
+                inflight_tasks: 0,
                 front_since: Instant::now(),
                 alive: false,
                 retiring: false,
+                writer_waiting: false,
                 io: None,
                 timed_out: None,
                 pid: 0,
@@ -101,25 +106,65 @@ impl Slot {
         st.alive.then_some(st.pid)
     }
 
-    /// Jobs in flight, and the worker's pid, RSS (read now) and task count while it lives.
+    /// Tasks in flight, and the worker's pid, RSS (read now) and task count while it lives.
     pub(super) fn snapshot(&self) -> (usize, Option<WorkerProcess>) {
         let st = self.lock();
         let info =
             st.alive.then(|| WorkerProcess { pid: st.pid, rss_bytes: rss_bytes(st.pid), tasks: st.tasks });
-        (st.inflight.len(), info)
+        (st.inflight_tasks, info)
     }
 
-    /// How many jobs to keep in flight: enough to cover ~1 ms of work, at least one (one
-    /// until a task time has been measured, so a long first task holds nothing back).
-    pub(super) fn prefetch(&self) -> usize {
-        match self.avg_ns.load(Relaxed) {
+    /// The measured run time of one task (0 before any).
+    pub(super) fn avg_ns(&self) -> u64 {
+        self.avg_ns.load(Relaxed)
+    }
+
+    /// Room in flight, as (jobs, tasks): enough tasks to cover ~1 ms of work, at least one
+    /// (one until a task time has been measured, so a long first task holds nothing back),
+    /// in at most 256 jobs.
+    pub(super) fn room(&self, st: &State) -> (usize, usize) {
+        let (jobs, tasks) = self.caps();
+        (jobs.saturating_sub(st.inflight.len()), tasks.saturating_sub(st.inflight_tasks))
+    }
+
+    fn caps(&self) -> (usize, usize) {
+        let tasks = match self.avg_ns.load(Relaxed) {
             0 => 1,
-            ns => (1_000_000 / ns).clamp(1, 256) as usize,
+            ns => (1_000_000 / ns).clamp(1, MAX_TASKS as u64) as usize,
+        };
+        (MAX_ITEMS, tasks)
+    }
+
+    /// Whether the writer should send now: the worker is idle, or a quarter of its room is
+    /// free (so jobs go out many per write, not one per reply).
+    pub(super) fn worth_sending(&self, st: &State) -> bool {
+        let (cap_jobs, cap_tasks) = self.caps();
+        let (jobs, tasks) = self.room(st);
+        st.inflight.is_empty() || (jobs >= cap_jobs.div_ceil(4) && tasks >= cap_tasks.div_ceil(4))
+    }
+
+    /// Wakes the writer if it waits and has something to do, once (not one futex call per
+    /// reply while it gets going).
+    pub(super) fn wake_writer(&self, st: &mut State) {
+        if st.writer_waiting && (st.retiring || !st.alive || self.worth_sending(st)) {
+            st.writer_waiting = false;
+            self.room.notify_all();
         }
     }
 
-    fn front_is(&self, id: u64) -> bool {
-        self.lock().inflight.front().is_some_and(|p| p.id == id)
+    /// Job `id` is at the front and, for a batch, its element `elem` is the one running.
+    fn running_is(&self, id: u64, elem: u32) -> bool {
+        let st = self.lock();
+        match st.inflight.front() {
+            Some(w) if w.id() == id => {
+                elem == WHOLE
+                    || st
+                        .io
+                        .as_ref()
+                        .is_some_and(|io| io.ledger.progress().0 == id && io.ledger.progress().1 == elem)
+            }
+            _ => false,
+        }
     }
 
     fn signal(&self, sig: Signal) {
@@ -128,10 +173,12 @@ impl Slot {
         }
     }
 
-    fn send_cancel(io: Option<Io>, id: u64) {
+    /// Sends a `Cancel` or `CancelRange`, counted in the ledger first (see `child.rs`).
+    fn send(io: Option<&Io>, msg: &ToWorkerRef<'_>) {
         if let Some(io) = io {
+            io.ledger.count_cancel();
             let mut buf = Vec::new();
-            push_frame(&mut buf, FrameKind::ToWorker, &ToWorkerRef::Cancel { id });
+            push_frame(&mut buf, FrameKind::ToWorker, msg);
             let mut sock = io.sock.lock().unwrap_or_else(|e| e.into_inner());
             let _ = std::io::Write::write_all(&mut *sock, &buf);
         }
@@ -141,52 +188,130 @@ impl Slot {
     /// period, then SIGTERM, then SIGKILL. Returns false if no job `id` is here.
     pub(super) fn cancel(&self, id: u64, pool: &Shared) -> bool {
         let st = self.lock();
-        let Some(pos) = st.inflight.iter().position(|p| p.id == id) else { return false };
+        let Some(pos) = st.inflight.iter().position(|w| matches!(w, Work::One(p) if p.id == id)) else {
+            return false;
+        };
         let io = st.io.clone();
         drop(st);
-        Self::send_cancel(io, id);
+        Self::send(io.as_ref(), &ToWorkerRef::Cancel { id });
         if pos == 0 {
-            escalate(pool, self.index, id, Signal::SIGTERM);
+            escalate(pool, self.index, id, WHOLE, Signal::SIGTERM);
         }
         true
     }
 
-    /// Cancels the jobs this worker prefetched but has not started (shutdown, cancel_pending).
+    /// The element of the front batch the worker runs (or will run next), and since when
+    /// (`CLOCK_MONOTONIC` ns, never earlier than its start); `None` if it runs none.
+    fn running_elem(st: &State, id: u64, from: u32, to: u32) -> Option<(u32, u64)> {
+        let (batch, k, since) = st.io.as_ref()?.ledger.progress();
+        (batch == id && (from..to).contains(&k)).then_some((k, since))
+    }
+
+    /// Cancels the jobs this worker prefetched but has not started (shutdown, cancel_pending),
+    /// with the elements of the running batch after the running one. The ledger tells which
+    /// batch the worker is in: the jobs before it are finished (their replies on the way).
     pub(super) fn cancel_prefetched(&self, pool: &Shared) {
         let st = self.lock();
         let io = st.io.clone();
-        let ids: Vec<u64> = st.inflight.iter().skip(1).map(|p| p.id).collect();
-        for p in st.inflight.iter().skip(1) {
-            p.sink.settle(Err(ErrorKind::Cancelled), &pool.counts);
+        let (current, running, _) = io.as_ref().map_or((0, 0, 0), |io| io.ledger.progress());
+        let at = st.inflight.iter().position(|w| matches!(w, Work::Many(b) if b.id == current));
+        let mut msgs = Vec::new();
+        for (i, w) in st.inflight.iter().enumerate() {
+            let from = match (w, at) {
+                (_, Some(at)) if i < at => continue,
+                (Work::Many(b), Some(at)) if i == at => running.saturating_add(1).max(b.from),
+                // Not begun by the worker's ledger: the front one is (about to be) running.
+                (Work::Many(b), None) if i == 0 => b.from + 1,
+                (Work::One(_), None) if i == 0 => continue,
+                (Work::Many(b), _) => b.from,
+                (Work::One(p), _) => {
+                    p.sink.settle(Err(ErrorKind::Cancelled), &pool.counts);
+                    msgs.push((p.id, WHOLE, WHOLE));
+                    continue;
+                }
+            };
+            if let Work::Many(b) = w {
+                if from < b.to {
+                    b.settle_range(from, &ErrorKind::Cancelled, &pool.counts);
+                    msgs.push((b.id, from, b.to));
+                }
+            }
         }
         drop(st);
-        for id in ids {
-            Self::send_cancel(io.clone(), id);
+        for (id, from, to) in msgs {
+            if from == WHOLE {
+                Self::send(io.as_ref(), &ToWorkerRef::Cancel { id });
+            } else {
+                Self::send(io.as_ref(), &ToWorkerRef::CancelRange { id, from, to });
+            }
         }
     }
 
-    /// The clock's alarm for the front job `id`: it ran past the pool's timeout.
-    fn time_out(&self, pool: &Shared, id: u64, after: Duration) {
-        let mut st = self.lock();
-        let Some(front) = st.inflight.front().filter(|p| p.id == id) else { return };
-        // Resolve now unless the policy retries timeouts (then the worker's end decides).
-        if !pool.cfg.retry.should_retry(&ErrorKind::TimedOut(after), front.attempt) {
-            pool.counts.failed.fetch_add(1, Relaxed);
-            if !front.sink.time_out(after) {
-                pool.counts.failed.fetch_sub(1, Relaxed);
-            }
-        }
-        st.timed_out = Some(id);
+    /// Asks the worker to drop every element it holds of the map `out` (its iterator was
+    /// dropped): the running one has its token set.
+    pub(super) fn cancel_batches(&self, out: &Arc<dyn BatchSink>) {
+        let st = self.lock();
+        let target = Arc::as_ptr(out).cast::<()>();
+        let ranges: Vec<(u64, u32, u32)> = st
+            .inflight
+            .iter()
+            .filter_map(|w| match w {
+                Work::Many(b) if Arc::as_ptr(&b.out).cast::<()>() == target => Some((b.id, b.from, b.to)),
+                _ => None,
+            })
+            .collect();
         let io = st.io.clone();
         drop(st);
-        Self::send_cancel(io, id);
-        escalate(pool, self.index, id, Signal::SIGTERM);
+        for (id, from, to) in ranges {
+            Self::send(io.as_ref(), &ToWorkerRef::CancelRange { id, from, to });
+        }
+    }
+
+    /// The clock's alarm for the front job `id`: it (or, for a batch, the element running)
+    /// may have run past the pool's timeout.
+    fn time_out(&self, pool: &Shared, id: u64, after: Duration) {
+        let mut st = self.lock();
+        let (elem, stop) = match st.inflight.front() {
+            Some(Work::One(p)) if p.id == id => {
+                // Resolve now unless the policy retries timeouts (then the worker's end decides).
+                if !pool.cfg.retry.should_retry(&ErrorKind::TimedOut(after), p.attempt) {
+                    pool.counts.failed.fetch_add(1, Relaxed);
+                    if !p.sink.time_out(after) {
+                        pool.counts.failed.fetch_sub(1, Relaxed);
+                    }
+                }
+                (WHOLE, ToWorkerRef::Cancel { id })
+            }
+            Some(Work::Many(b)) if b.id == id => {
+                let Some((k, since)) = Self::running_elem(&st, id, b.from, b.to) else {
+                    drop(st);
+                    return arm_timeout(pool, self.index, id, Instant::now());
+                };
+                let ran = Duration::from_nanos(ledger::mono_ns().saturating_sub(since));
+                if ran < after {
+                    drop(st);
+                    let from = Instant::now().checked_sub(ran).unwrap_or_else(Instant::now);
+                    return arm_timeout(pool, self.index, id, from);
+                }
+                if !pool.cfg.retry.should_retry(&ErrorKind::TimedOut(after), b.attempt) {
+                    b.piece(k).settle_all(&ErrorKind::TimedOut(after), &pool.counts);
+                }
+                (k, ToWorkerRef::CancelRange { id, from: k, to: k + 1 })
+            }
+            _ => return,
+        };
+        st.timed_out = Some((id, elem));
+        let io = st.io.clone();
+        drop(st);
+        Self::send(io.as_ref(), &stop);
+        escalate(pool, self.index, id, elem, Signal::SIGTERM);
     }
 }
 
-/// After the grace period, sends `sig` to the worker if job `id` still runs there; after
-/// SIGTERM comes SIGKILL. Uses the slot's alarm, which the next job re-arms.
-fn escalate(pool: &Shared, idx: usize, id: u64, sig: Signal) {
+/// After the grace period, sends `sig` to the worker if job `id` (element `elem` of it, for
+/// a batch) still runs there; after SIGTERM comes SIGKILL. Uses the slot's alarm, which the
+/// next job re-arms; if the batch went on to its next element, its timeout is re-armed.
+fn escalate(pool: &Shared, idx: usize, id: u64, elem: u32, sig: Signal) {
     let weak = pool.me.clone();
     let at = Instant::now() + pool.cfg.grace;
     pool.clock.arm_call(
@@ -195,11 +320,13 @@ fn escalate(pool: &Shared, idx: usize, id: u64, sig: Signal) {
         Box::new(move || {
             let Some(pool) = weak.upgrade() else { return };
             let slot = &pool.slots[idx];
-            if slot.front_is(id) {
+            if slot.running_is(id, elem) {
                 slot.signal(sig);
                 if sig == Signal::SIGTERM {
-                    escalate(&pool, idx, id, Signal::SIGKILL);
+                    escalate(&pool, idx, id, elem, Signal::SIGKILL);
                 }
+            } else if elem != WHOLE && slot.running_is(id, WHOLE) {
+                arm_timeout(&pool, idx, id, Instant::now());
             }
         }),
     );
@@ -221,259 +348,8 @@ pub(super) fn arm_timeout(pool: &Shared, idx: usize, id: u64, from: Instant) {
     }
 }
 
-/// The slot thread: keeps one worker alive until the pool has no work left.
-pub(super) fn slot_main(pool: Arc<Shared>, idx: usize) {
-    let slot = &pool.slots[idx];
-    let mut deaths: VecDeque<Instant> = VecDeque::new();
-    let mut backoff = Duration::ZERO;
-    let mut first = true;
-    while !pool.finished() {
-        if !first {
-            pool.restarts.fetch_add(1, Relaxed);
-        }
-        first = false;
-        if !backoff.is_zero() {
-            let g = pool.nap.0.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = pool.nap.1.wait_timeout_while(g, backoff, |_| !pool.is_closed());
-        }
-        let ended = incarnation(&pool, slot);
-        if matches!(ended, Ended::Clean) {
-            backoff = Duration::ZERO;
-            continue;
-        }
-        let now = Instant::now();
-        deaths.push_back(now);
-        while deaths.front().is_some_and(|t| now.duration_since(*t) > pool.cfg.crash_window) {
-            deaths.pop_front();
-        }
-        let looping = deaths.len() > pool.cfg.crash_max;
-        if looping {
-            if backoff.is_zero() {
-                pool.crash_loops.fetch_add(1, Relaxed);
-                tracing::warn!(
-                    "pool `{}` worker {idx}: {} deaths in {:?}; backing off",
-                    pool.name,
-                    deaths.len(),
-                    pool.cfg.crash_window
-                );
-            }
-            backoff = (backoff * 2).clamp(pool.cfg.backoff_initial, pool.cfg.backoff_max);
-            if events::enabled() {
-                let kind = EventKind::CrashLoop {
-                    worker: idx,
-                    deaths: deaths.len(),
-                    backoff_ms: backoff.as_millis() as u64,
-                };
-                events::emit_pool(&pool.name, kind);
-            }
-        } else {
-            backoff = Duration::ZERO;
-        }
-        if let Ended::NoStart(why) = ended {
-            // No worker, no progress: tell the waiting callers instead of keeping them.
-            let take = if looping { usize::MAX } else { 1 };
-            for p in pool.rx.try_iter().take(take) {
-                pool.queued.fetch_sub(1, SeqCst);
-                p.sink.settle(Err(ErrorKind::Spawn(why.clone())), &pool.counts);
-            }
-        }
-    }
-    pool.slot_ended();
-}
-
-/// Runs one worker process from spawn to reap.
-fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
-    let max = pool.cfg.max_frame;
-    let (ours, theirs) = match UnixStream::pair() {
-        Ok(p) => p,
-        Err(e) => return Ended::NoStart(format!("cannot create a socket pair: {e}")),
-    };
-    let mut cmd = reexec_command(ChildMode::PoolWorker, max);
-    cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
-    if pool.cfg.stderr_tail > 0 {
-        cmd.stderr(Stdio::piped());
-    }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return Ended::NoStart(format!("cannot re-execute this binary: {e}")),
-    };
-    drop(cmd);
-    let pid = child.id();
-    let tail: Option<StderrTail> =
-        child.stderr.take().map(|s| crate::process::tee_stderr(s, pool.cfg.stderr_tail));
-    let child_slot = Arc::new(ChildSlot::new());
-    child_slot.put(child);
-    let Ok(read_half) = ours.try_clone() else {
-        child_slot.signal(Signal::SIGKILL);
-        return finish(pool, slot, &child_slot, pid, tail, Some("cannot clone the worker socket".into()));
-    };
-    let mut reader = BufReader::with_capacity(64 << 10, read_half);
-    let mut hello = Vec::new();
-    let init = pool.cfg.init.as_ref().map(|(name, args)| (name.as_str(), Bytes(args)));
-    push_frame(
-        &mut hello,
-        FrameKind::ToWorker,
-        &ToWorkerRef::Hello { build: crate::process::build_id(), init },
-    );
-    let mut sock = ours;
-    let ready = std::io::Write::write_all(&mut sock, &hello).ok().and_then(|_| read_msg(&mut reader, max));
-    match ready {
-        Some(FromWorker::Ready { init: None, .. }) => {}
-        Some(FromWorker::Ready { init: Some(reply), .. }) => {
-            let why = reply.into_result().err().map_or("unknown".into(), |k| k.to_string());
-            return finish(pool, slot, &child_slot, pid, tail, Some(format!("the pool's initializer {why}")));
-        }
-        _ => return finish(pool, slot, &child_slot, pid, tail, None),
-    }
-    let io = Io { sock: Arc::new(Mutex::new(sock)), child: child_slot.clone() };
-    {
-        let mut st = slot.lock();
-        st.alive = true;
-        st.retiring = false;
-        st.io = Some(io.clone());
-        st.pid = pid;
-        st.rss = 0;
-        st.tasks = 0;
-        st.timed_out = None;
-    }
-    if events::enabled() {
-        events::emit_pool(&pool.name, EventKind::WorkerStarted);
-    }
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let writer = {
-        let (pool, sock) = (pool.clone(), io.sock.clone());
-        let idx = slot.index;
-        std::thread::Builder::new()
-            .name(format!("{}-{idx}-writer", pool.name))
-            .spawn(move || writer_main(&pool, idx, &sock, &stop_rx))
-    };
-    if writer.is_err() {
-        child_slot.signal(Signal::SIGKILL);
-    }
-    while let Some(msg) = read_msg(&mut reader, max) {
-        let FromWorker::Done { id, reply } = msg else { break };
-        if !on_done(pool, slot, id, reply) {
-            child_slot.signal(Signal::SIGKILL); // out of protocol: this worker cannot be trusted
-            break;
-        }
-    }
-    slot.lock().alive = false;
-    slot.room.notify_all();
-    drop(stop_tx);
-    if let Ok(w) = writer {
-        let _ = w.join();
-    }
-    finish(pool, slot, &child_slot, pid, tail, None)
-}
-
-fn read_msg(r: &mut BufReader<UnixStream>, max: usize) -> Option<FromWorker> {
-    match frame::read_frame(r, FrameKind::FromWorker, max + ENVELOPE) {
-        Ok(Some(bytes)) => task::decode(&bytes).ok(),
-        _ => None,
-    }
-}
-
-/// Reaps the worker and settles what it held: the running job is lost (or timed out) and
-/// retried by policy; prefetched jobs go back to the queue.
-fn finish(
-    pool: &Arc<Shared>,
-    slot: &Slot,
-    child: &ChildSlot,
-    pid: u32,
-    tail: Option<StderrTail>,
-    no_start: Option<String>,
-) -> Ended {
-    sys::wait_exit_no_reap(pid);
-    let status = child.reap().map(ExitReason::from_status);
-    let stderr = tail_lines(tail);
-    let (inflight, timed_out) = {
-        let mut st = slot.lock();
-        st.alive = false;
-        st.io = None;
-        (std::mem::take(&mut st.inflight), st.timed_out.take())
-    };
-    if pool.cfg.timeout.is_some() {
-        pool.clock.disarm(slot.index);
-    }
-    if let Some(why) = no_start {
-        return Ended::NoStart(why);
-    }
-    let reason = status.unwrap_or(ExitReason::Code(-1));
-    let held = !inflight.is_empty();
-    let mut jobs = inflight.into_iter();
-    if let Some(front) = jobs.next() {
-        let kind = match (timed_out == Some(front.id), pool.cfg.timeout) {
-            (true, Some(t)) => ErrorKind::TimedOut(t),
-            _ => ErrorKind::WorkerLost { reason, stderr },
-        };
-        if events::enabled() {
-            events::emit(front.sink.core(), EventKind::WorkerLost { reason: reason.to_string() });
-        }
-        pool.fail_or_retry(front, kind);
-    }
-    for p in jobs {
-        pool.put_back(p);
-    }
-    if held || reason != ExitReason::Code(0) { Ended::Died } else { Ended::Clean }
-}
-
-/// Settles the front job with its reply; false if the reply does not match it.
-fn on_done(pool: &Arc<Shared>, slot: &Slot, id: u64, reply: task::Reply) -> bool {
-    let now = Instant::now();
-    let mut st = slot.lock();
-    let Some(front) = st.inflight.pop_front() else { return false };
-    if front.id != id {
-        st.inflight.push_front(front);
-        return false;
-    }
-    let took = now.saturating_duration_since(st.front_since);
-    st.front_since = now;
-    // A job the clock stopped ended as a timeout, whatever it answered when interrupted.
-    let timed_out = st.timed_out == Some(id);
-    if timed_out {
-        st.timed_out = None;
-    }
-    st.tasks += 1;
-    if let Some(next) = st.inflight.front() {
-        if events::enabled() {
-            events::emit(next.sink.core(), EventKind::Started);
-        }
-        arm_timeout(pool, slot.index, next.id, now);
-    } else if pool.cfg.timeout.is_some() {
-        pool.clock.disarm(slot.index);
-    }
-    if st.tasks % 64 == 1 {
-        st.rss = rss_bytes(st.pid);
-    }
-    let recycle =
-        pool.cfg.max_tasks.is_some_and(|m| st.tasks >= m) || pool.cfg.max_rss.is_some_and(|m| st.rss > m);
-    if recycle {
-        st.retiring = true;
-    }
-    drop(st);
-    slot.room.notify_all();
-    slot.stats.record(took);
-    let ns = took.as_nanos().min(u64::MAX as u128) as u64;
-    let avg = slot.avg_ns.load(Relaxed);
-    slot.avg_ns.store(if avg == 0 { ns.max(1) } else { (avg * 7 + ns) / 8 + 1 }, Relaxed);
-    match (reply, timed_out) {
-        (task::Reply::Cancelled, _) if front.reclaim => pool.put_back(front),
-        (_, true) => {
-            let t = pool.cfg.timeout.unwrap_or_default();
-            pool.fail_or_retry(front, ErrorKind::TimedOut(t));
-        }
-        (reply, false) => match reply.into_result() {
-            Ok(bytes) => {
-                front.sink.settle(Ok(bytes), &pool.counts);
-            }
-            Err(kind) => pool.fail_or_retry(front, kind),
-        },
-    }
-    true
-}
-
 /// Resident set size of `pid`, from `/proc/<pid>/statm`.
-fn rss_bytes(pid: u32) -> u64 {
+pub(super) fn rss_bytes(pid: u32) -> u64 {
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64;
     std::fs::read_to_string(format!("/proc/{pid}/statm"))
         .ok()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, select};
 
 use super::Shared;
-use super::pending::Pending;
+use super::batch::Work;
 use super::slot::arm_timeout;
 use super::wire::{Bytes, ToWorkerRef, push_frame};
 use crate::events::{self, EventKind};
@@ -23,23 +23,25 @@ const LONG_WAIT: Duration = Duration::from_secs(3600);
 pub(super) fn writer_main(pool: &Arc<Shared>, idx: usize, sock: &Mutex<UnixStream>, stop: &Receiver<()>) {
     let slot = &pool.slots[idx];
     let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
-    let mut batch: Vec<Pending> = Vec::new();
+    let mut batch: Vec<Work> = Vec::new();
     'work: loop {
-        // Wait for room in flight.
-        let room = {
+        // Wait for room in flight: (jobs, tasks).
+        let (jobs, tasks) = {
             let mut st = slot.lock();
             loop {
                 if !st.alive || st.retiring {
                     break 'work;
                 }
-                let mut room = slot.prefetch().saturating_sub(st.inflight.len());
+                let (jobs, mut tasks) = slot.room(&st);
                 if let Some(max) = pool.cfg.max_tasks {
                     // Never send a worker more than it will run before it is recycled.
-                    room = room.min(max.saturating_sub(st.tasks + st.inflight.len() as u64) as usize);
+                    let left = max.saturating_sub(st.tasks + st.inflight_tasks as u64);
+                    tasks = tasks.min(left as usize);
                 }
-                if room > 0 {
-                    break room;
+                if jobs > 0 && tasks > 0 && slot.worth_sending(&st) {
+                    break (jobs, tasks);
                 }
+                st.writer_waiting = true;
                 st = slot.room.wait(st).unwrap_or_else(|e| e.into_inner());
             }
         };
@@ -67,44 +69,71 @@ pub(super) fn writer_main(pool: &Arc<Shared>, idx: usize, sock: &Mutex<UnixStrea
                 continue 'work;
             }
         };
-        batch.push(first);
-        while batch.len() < room {
-            match pool.rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
+        let mut taken = 0;
+        let mut next = Some(first);
+        while let Some(mut w) = next.take() {
+            if let (Work::Many(b), Some(_)) = (&mut w, pool.cfg.max_tasks) {
+                // Strict recycling: only the elements this worker will run.
+                let fit = tasks.saturating_sub(taken).max(1);
+                if b.len() > fit {
+                    let rest = b.split_off(b.from + fit as u32);
+                    pool.queued.fetch_sub(rest.len() as i64, SeqCst);
+                    pool.put_back(Work::Many(rest));
+                }
+            }
+            taken += w.len();
+            batch.push(w);
+            if batch.len() < jobs && taken < tasks {
+                next = pool.rx.try_recv().ok();
             }
         }
         buf.clear();
         let mut st = slot.lock();
         if !st.alive || st.retiring {
             drop(st);
-            for p in batch.drain(..) {
-                pool.queued.fetch_sub(1, SeqCst);
-                pool.put_back(p);
+            for w in batch.drain(..) {
+                pool.queued.fetch_sub(w.len() as i64, SeqCst);
+                pool.put_back(w);
             }
             break;
         }
         let now = Instant::now();
-        for p in batch.drain(..) {
-            pool.queued.fetch_sub(1, SeqCst);
-            // Cancelled while queued: its handle is resolved and counted already.
-            if !p.sink.core().try_start() || p.sink.is_done() {
-                continue;
+        for w in batch.drain(..) {
+            pool.queued.fetch_sub(w.len() as i64, SeqCst);
+            match &w {
+                Work::One(p) => {
+                    // Cancelled while queued: its handle is resolved and counted already.
+                    if !p.sink.core().try_start() || p.sink.is_done() {
+                        continue;
+                    }
+                    let job = ToWorkerRef::Job { id: p.id, task: p.task, args: Bytes(&p.args) };
+                    push_frame(&mut buf, FrameKind::ToWorker, &job);
+                    p.sink.core().set_pid(st.pid);
+                    if st.inflight.is_empty() && events::enabled() {
+                        events::emit(p.sink.core(), EventKind::Started);
+                    }
+                }
+                Work::Many(b) => {
+                    // Its map was dropped: nobody wants these.
+                    if b.out.abandoned() {
+                        b.settle_all(&crate::error::ErrorKind::Cancelled, &pool.counts);
+                        continue;
+                    }
+                    let job = ToWorkerRef::Batch {
+                        id: b.id,
+                        task: b.task,
+                        first: b.from,
+                        args: Bytes(b.wire_args()),
+                    };
+                    push_frame(&mut buf, FrameKind::ToWorker, &job);
+                }
             }
-            push_frame(
-                &mut buf,
-                FrameKind::ToWorker,
-                &ToWorkerRef::Job { id: p.id, task: p.task, args: Bytes(&p.args) },
-            );
-            p.sink.core().set_pid(st.pid);
             if st.inflight.is_empty() {
                 st.front_since = now;
-                if events::enabled() {
-                    events::emit(p.sink.core(), EventKind::Started);
-                }
-                arm_timeout(pool, idx, p.id, now);
+                arm_timeout(pool, idx, w.id(), now);
             }
-            st.inflight.push_back(p);
+            st.inflight_tasks += w.len();
+            st.inflight.push_back(w);
         }
         drop(st);
         if !buf.is_empty() && sock.lock().unwrap_or_else(|e| e.into_inner()).write_all(&buf).is_err() {

@@ -1,0 +1,219 @@
+//! A pool worker's outgoing replies: staged in its ledger (see `ledger.rs`) — crash-safe
+//! from the moment they are committed — and written to the socket many at a time.
+//!
+//! The main thread stages each reply before it starts the next job, and sends what is
+//! staged when it has no more work at hand or at the end of a batch. While it runs a long
+//! job, a flusher thread sends what is staged after [`FLUSH_WAIT`], so a finished task never
+//! waits for the next one to end.
+
+use std::io::{BufWriter, IoSlice, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::ledger::{self, Ledger};
+use super::wire::{FromWorker, RepliesHead};
+use crate::process::frame::{self, FrameKind};
+use crate::task::{self, Reply};
+
+/// How long staged replies wait while the main thread is busy with a job.
+const FLUSH_WAIT: Duration = Duration::from_micros(200);
+
+/// The socket to the parent.
+pub(super) struct Out {
+    pub(super) w: BufWriter<UnixStream>,
+}
+
+impl Out {
+    /// Writes one message as a frame, at once.
+    pub(super) fn send(&mut self, msg: &FromWorker) {
+        if let Ok(bytes) = task::encode(msg) {
+            let _ = frame::write_frame(&mut self.w, FrameKind::FromWorker, &bytes);
+        }
+    }
+
+    /// Writes `head` then `body` with one `writev` (as many as it takes).
+    fn write_parts(&mut self, head: &[u8], body: &[u8]) {
+        let mut parts = [IoSlice::new(head), IoSlice::new(body)];
+        let mut parts = &mut parts[..];
+        let sock = self.w.get_mut();
+        while !parts.is_empty() {
+            match sock.write_vectored(parts) {
+                Ok(0) | Err(_) => return, // the parent is gone
+                Ok(k) => IoSlice::advance_slices(&mut parts, k),
+            }
+        }
+    }
+}
+
+/// What is staged, under the [`Stage`] lock.
+pub(super) struct Staging {
+    pub(super) out: Out,
+    ledger: Ledger,
+    off: usize,
+    count: u32,
+    /// A batch's replies, `(id, first element)`; `None`: whole `Done` frames.
+    batch: Option<(u64, u32)>,
+    /// Bumped by every send: the flusher knows what it saw is gone.
+    epoch: u64,
+    /// When the oldest staged reply was staged (`CLOCK_MONOTONIC` ns).
+    oldest: u64,
+    closed: bool,
+}
+
+/// The staging area, shared by the main thread and the flusher.
+pub(super) struct Stage {
+    st: Mutex<Staging>,
+    staged: Condvar,
+}
+
+impl Stage {
+    pub(super) fn new(out: Out, ledger: Ledger) -> Stage {
+        let st = Staging { out, ledger, off: 0, count: 0, batch: None, epoch: 0, oldest: 0, closed: false };
+        Stage { st: Mutex::new(st), staged: Condvar::new() }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Staging> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells the flusher something was staged (on the first reply after a send).
+    pub(super) fn staged(&self, st: &Staging) {
+        if st.count == 1 {
+            self.staged.notify_one();
+        }
+    }
+
+    /// The flusher thread: sends what stays staged longer than [`FLUSH_WAIT`].
+    pub(super) fn flusher(&self) {
+        let mut st = self.lock();
+        loop {
+            while st.count == 0 && !st.closed {
+                st = self.staged.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.closed {
+                return;
+            }
+            let seen = st.epoch;
+            st = self
+                .staged
+                .wait_timeout_while(st, FLUSH_WAIT, |s| s.epoch == seen && !s.closed)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            if st.epoch == seen {
+                st.flush();
+            }
+        }
+    }
+
+    /// Sends what is staged and stops the flusher (the worker is about to exit).
+    pub(super) fn close(&self) {
+        let mut st = self.lock();
+        st.flush();
+        st.closed = true;
+        self.staged.notify_all();
+    }
+}
+
+impl Staging {
+    /// `Cancel` frames the parent has sent so far (it counts them in the ledger first).
+    pub(super) fn cancels(&self) -> u64 {
+        self.ledger.cancels()
+    }
+
+    /// Sends what is staged.
+    pub(super) fn flush(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        let staged = self.ledger.staged(self.off);
+        match self.batch {
+            Some((id, first)) => {
+                let head = RepliesHead::Replies { id, first, count: self.count, len: staged.len() as u64 };
+                let mut buf = [0u8; frame::HEADER + 48];
+                if let Ok(body) = postcard::to_slice(&head, &mut buf[frame::HEADER..]) {
+                    let n = body.len();
+                    if let Ok(len) = u32::try_from(n + staged.len()) {
+                        frame::fill_header(&mut buf[..frame::HEADER], FrameKind::FromWorker, len);
+                        let staged = self.ledger.staged(self.off);
+                        self.out.write_parts(&buf[..frame::HEADER + n], staged);
+                    }
+                }
+                let next = first + self.count;
+                self.batch = Some((id, next));
+                self.ledger.sent(next);
+            }
+            None => {
+                self.out.write_parts(&[], staged);
+                self.ledger.sent(0);
+            }
+        }
+        (self.off, self.count) = (0, 0);
+        self.epoch += 1;
+    }
+
+    /// Starts staging for batch `id` from element `first` (`None`: single jobs' `Done`).
+    pub(super) fn begin(&mut self, batch: Option<(u64, u32)>) {
+        self.flush();
+        self.batch = batch;
+        let (id, first) = batch.unwrap_or((0, 0));
+        self.ledger.begin(id, first, ledger::mono_ns());
+    }
+
+    /// Stages the reply of element `k` of the current batch; the next starts now. Without
+    /// the flusher (a batch's elements are short): what waits longer than `wait_ns` is sent.
+    pub(super) fn stage_reply(&mut self, k: u32, reply: &Reply, wait_ns: u64) {
+        let Some((id, _)) = self.batch else { return };
+        loop {
+            match postcard::to_slice(reply, self.ledger.area(self.off)) {
+                Ok(bytes) => {
+                    self.off += bytes.len();
+                    self.count += 1;
+                    let now = ledger::mono_ns();
+                    self.ledger.commit(now);
+                    if self.count == 1 {
+                        self.oldest = now;
+                    } else if now.saturating_sub(self.oldest) > wait_ns {
+                        self.flush();
+                    }
+                    return;
+                }
+                Err(_) if self.count > 0 => self.flush(),
+                Err(_) => {
+                    // Bigger than the whole ledger: it goes out alone, before the next starts.
+                    let bytes = task::encode(reply).unwrap_or_default();
+                    self.out.send(&FromWorker::Replies { id, first: k, count: 1, replies: bytes });
+                    self.batch = Some((id, k + 1));
+                    self.ledger.sent(k + 1);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stages a single job's `Done` frame.
+    pub(super) fn stage_done(&mut self, id: u64, reply: Reply) {
+        if self.batch.is_some() {
+            self.begin(None);
+        }
+        let msg = FromWorker::Done { id, reply };
+        loop {
+            let area = self.ledger.area(self.off);
+            if area.len() > frame::HEADER {
+                let (head, body) = area.split_at_mut(frame::HEADER);
+                if let Ok(n) = postcard::to_slice(&msg, body).map(|b| b.len()) {
+                    frame::fill_header(head, FrameKind::FromWorker, n as u32);
+                    self.off += frame::HEADER + n;
+                    self.count += 1;
+                    self.ledger.commit(ledger::mono_ns());
+                    return;
+                }
+            }
+            if self.count == 0 {
+                self.out.send(&msg); // bigger than the whole ledger: alone, at once
+                return;
+            }
+            self.flush();
+        }
+    }
+}
