@@ -63,6 +63,7 @@ pub mod events;
 mod handle;
 pub mod pool;
 pub mod process;
+pub mod remote;
 mod runtime;
 mod task;
 pub mod thread;
