@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, DemoConfig, Lang};
+use crate::config::{Config, DemoConfig, Lang, StatusConfig, WorkerConfig};
 
 /// Threads, processes, daemons and pools behind one API — and the same work spread over
 /// many machines.
@@ -19,6 +19,43 @@ struct Cli {
 enum Command {
     /// Replay the seed program: a thread, a process, a daemon thread and a pool of three.
     Demo(DemoArgs),
+    /// Run tasks from a Redis queue until SIGTERM or Ctrl-C (commands only with --allow-commands).
+    Worker(WorkerArgs),
+    /// Show the queues (depth, pending, in-flight, dead letters) and live workers on a Redis server.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct WorkerArgs {
+    /// Redis URL: redis://[user:password@]host:port[/db] (rediss:// with the `tls` feature).
+    #[arg(long, value_name = "URL")]
+    redis: String,
+    /// The queue to run.
+    #[arg(long, default_value = "default")]
+    queue: String,
+    /// Tasks run at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    concurrency: u32,
+    /// Run external commands sent to the queue (refused without this flag).
+    #[arg(long)]
+    allow_commands: bool,
+    /// A file holding the shared signing key: unsigned or tampered tasks are refused.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<std::path::PathBuf>,
+    /// Seconds of each task's lease (renewed while it runs; a dead worker's tasks are
+    /// reclaimed after it).
+    #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
+    lease: f64,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// Redis URL: redis://[user:password@]host:port[/db].
+    #[arg(long, value_name = "URL")]
+    redis: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +113,15 @@ pub(crate) fn parse() -> Result<Config, ExitCode> {
             },
             seconds: a.seconds,
         }),
+        Command::Worker(a) => Config::Worker(WorkerConfig {
+            redis: a.redis,
+            queue: a.queue,
+            concurrency: a.concurrency as usize,
+            allow_commands: a.allow_commands,
+            key_file: a.key_file,
+            lease: std::time::Duration::from_secs_f64(a.lease.max(0.03)),
+        }),
+        Command::Status(a) => Config::Status(StatusConfig { redis: a.redis, json: a.json }),
     })
 }
 

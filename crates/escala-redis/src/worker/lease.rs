@@ -33,13 +33,13 @@ return n
 pub(super) fn run(
     shared: &Shared,
     client: redis::Client,
+    started: u64,
     run_tx: Sender<Delivery>,
     commit_tx: Sender<Commit>,
 ) {
     let cfg = &shared.cfg;
-    let tick = (cfg.lease / 3).max(Duration::from_millis(10));
+    let tick = heartbeat(cfg.lease);
     let mut conn = Conn::new(client, Some(Duration::from_secs(10)));
-    let started = now_ms();
     let mut senders = Some((run_tx, commit_tx));
     let mut cursor = "0-0".to_string();
     let mut next = Instant::now();
@@ -54,20 +54,7 @@ pub(super) fn run(
             if !held.is_empty() {
                 let _ = conn.run(&shared.done, |c| renew(c, shared, &held));
             }
-            let info = WorkerInfo {
-                id: cfg.consumer.clone(),
-                host: crate::status::hostname(),
-                pid: std::process::id(),
-                queues: vec![cfg.keys.name.clone()],
-                concurrency: cfg.concurrency,
-                running: shared.running.load(Relaxed),
-                ran: shared.ran.load(Relaxed),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                started_ms: started,
-                last_seen_ms: now_ms(),
-                heartbeat_ms: tick.as_millis() as u64,
-            };
-            let json = serde_json::to_string(&info).unwrap_or_default();
+            let json = record(shared, started);
             let _ = conn.run(&shared.done, |c| {
                 redis::cmd("HSET").arg(WORKERS).arg(&cfg.consumer).arg(&json).query::<()>(c)
             });
@@ -79,6 +66,30 @@ pub(super) fn run(
         std::thread::sleep(Duration::from_millis(10).min(tick));
     }
     let _ = conn.run(&shared.never, |c| redis::cmd("HDEL").arg(WORKERS).arg(&cfg.consumer).query::<()>(c));
+}
+
+/// This worker's heartbeat record, as JSON.
+pub(super) fn record(shared: &Shared, started_ms: u64) -> String {
+    let cfg = &shared.cfg;
+    let info = WorkerInfo {
+        id: cfg.consumer.clone(),
+        host: crate::status::hostname(),
+        pid: std::process::id(),
+        queues: vec![cfg.keys.name.clone()],
+        concurrency: cfg.concurrency,
+        running: shared.running.load(Relaxed),
+        ran: shared.ran.load(Relaxed),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_ms,
+        last_seen_ms: now_ms(),
+        heartbeat_ms: heartbeat(cfg.lease).as_millis() as u64,
+    };
+    serde_json::to_string(&info).unwrap_or_default()
+}
+
+/// How often leases are renewed and the heartbeat record refreshed.
+fn heartbeat(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_millis(10))
 }
 
 fn renew(c: &mut Connection, shared: &Shared, held: &[String]) -> RedisResult<()> {

@@ -197,6 +197,14 @@ impl RunningWorker {
             duplicates: AtomicU64::new(0),
         });
         let scripts = commit::Scripts::load(&mut c).map_err(Error::redis)?;
+        // Announced before any task runs, so `escala status` sees a worker that has.
+        let started = crate::status::now_ms();
+        redis::cmd("HSET")
+            .arg(keys::WORKERS)
+            .arg(&shared.cfg.consumer)
+            .arg(lease::record(&shared, started))
+            .query::<()>(&mut c)
+            .map_err(Error::redis)?;
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| Error::config(e.to_string()))
         };
@@ -205,7 +213,7 @@ impl RunningWorker {
         let mut workers = Vec::new();
         let lease = {
             let (s, cl, tx, ctx) = (shared.clone(), client.clone(), run_tx.clone(), commit_tx.clone());
-            spawn("escala-redis-lease", Box::new(move || lease::run(&s, cl, tx, ctx)))?
+            spawn("escala-redis-lease", Box::new(move || lease::run(&s, cl, started, tx, ctx)))?
         };
         {
             let (s, cl, ctx) = (shared.clone(), client.clone(), commit_tx.clone());
