@@ -36,6 +36,11 @@ impl Error {
     pub(crate) fn redis(e: redis::RedisError) -> Error {
         Error { kind: Kind::Redis(e.to_string()) }
     }
+    /// A failed command: unreachable when the error is transient (connection lost,
+    /// Redis loading its data), otherwise Redis's own error.
+    pub(crate) fn command(url: &str, e: redis::RedisError) -> Error {
+        if crate::conn::is_transient(&e) { Error::unreachable(url, e) } else { Error::redis(e) }
+    }
     pub(crate) fn key(why: impl Into<String>) -> Error {
         Error { kind: Kind::Key(why.into()) }
     }

@@ -89,7 +89,7 @@ impl Status {
     pub fn fetch(url: &str) -> Result<Status, Error> {
         let client = conn::client(url)?;
         let mut c = conn::connect_once(&client, url)?;
-        read(&mut c).map_err(Error::redis)
+        read(&mut c).map_err(|e| Error::command(url, e))
     }
 }
 

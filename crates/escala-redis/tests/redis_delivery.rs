@@ -63,6 +63,25 @@ fn slow_counted(url: String, key: String, ms: u64) -> i64 {
     n
 }
 
+/// Records its run in Redis (`HINCRBY runs {i} 1`, retried across a Redis restart), then
+/// works for `ms` milliseconds and returns `i`.
+#[escala::task]
+fn recorded(url: String, i: u64, ms: u64) -> u64 {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let done = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+            .and_then(|mut c| redis::cmd("HINCRBY").arg("runs").arg(i).arg(1).query::<i64>(&mut c));
+        match done {
+            Ok(_) => break,
+            Err(e) if std::time::Instant::now() > deadline => panic!("cannot record run {i}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)), // Redis is restarting
+        }
+    }
+    std::thread::sleep(Duration::from_millis(ms)); // the work
+    i
+}
+
 /// A task type that no `#[escala::task]` registered: workers do not know it.
 struct Ghost;
 impl Task for Ghost {
@@ -79,8 +98,20 @@ fn main() {
     if let Ok(spec) = std::env::var(WORKER_ENV) {
         let parts: Vec<&str> = spec.split(' ').collect();
         let lease = Duration::from_millis(parts[2].parse().unwrap());
-        Worker::builder(parts[0]).queue(parts[1]).concurrency(2).lease(lease).run_until_signal().unwrap();
-        return;
+        let builder = Worker::builder(parts[0]).queue(parts[1]).concurrency(2).lease(lease);
+        // Started while Redis restarts (the chaos test), try again for a while.
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            match builder.clone().run_until_signal() {
+                Err(e) if e.is_unreachable() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => {
+                    other.unwrap();
+                    return;
+                }
+            }
+        }
     }
     let args = Arguments::from_args();
     let tests = vec![
@@ -94,6 +125,7 @@ fn main() {
         Trial::test("task_longer_than_lease_runs_once", long_task),
         Trial::test("redis_restart_mid_run_loses_nothing", redis_restart),
         Trial::test("shutdown_and_rejection", shutdown),
+        Trial::test("chaos_workers_killed_and_redis_restarted", chaos),
     ];
     libtest_mimic::run(&args, tests).exit();
 }
@@ -297,8 +329,10 @@ fn redis_restart() -> TestResult {
     let mut r = RedisServer::start();
     let n: i64 =
         std::env::var("ESCALA_REDIS_RESTART_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
-    let _a = Worker::builder(&r.url()).queue("rs").concurrency(4).start()?;
-    let _b = Worker::builder(&r.url()).queue("rs").concurrency(4).start()?;
+    // A delivery whose reply is lost with the connection is reclaimed after the lease.
+    let lease = Duration::from_millis(1000);
+    let _a = Worker::builder(&r.url()).queue("rs").concurrency(4).lease(lease).start()?;
+    let _b = Worker::builder(&r.url()).queue("rs").concurrency(4).lease(lease).start()?;
     let ex = exec(&r, "rs");
     let mut hs: Vec<_> = (0..n).map(|i| ex.submit_task(add::call(i, 1))).collect();
     // Mid-run: once the first tenth has come back, Redis dies and comes back from its AOF.
@@ -333,5 +367,38 @@ fn shutdown() -> TestResult {
     // An unreachable broker is reported at once.
     assert!(RedisExecutor::builder("redis://127.0.0.1:1").build().unwrap_err().is_unreachable());
     assert!(Worker::builder("redis://127.0.0.1:1").start().unwrap_err().is_unreachable());
+    Ok(())
+}
+
+/// Thousands of tasks (`ESCALA_REDIS_CHAOS_TASKS`, default 400) on worker processes
+/// killed and replaced at random points of progress, with Redis restarted once midway:
+/// every task returns its own value, and every extra execution shows as a redelivery.
+fn chaos() -> TestResult {
+    let n: u64 = std::env::var("ESCALA_REDIS_CHAOS_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let mut rng = fastrand::Rng::new();
+    let mut r = RedisServer::start();
+    let ex = exec(&r, "chaos");
+    let mut workers: Vec<ChildGuard> = (0..3).map(|_| spawn_worker(&r, "chaos", 300)).collect();
+    let hs: Vec<_> = (0..n).map(|i| ex.submit_task(recorded::call(r.url(), i, 2))).collect();
+    let step = (n / 8).max(1);
+    for (i, h) in hs.into_iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(join(h)?, i, "task {i}");
+        if i % step == step / 2 {
+            let k = rng.usize(..workers.len());
+            workers[k].kill(); // SIGKILL, mid-run for whatever it held
+            workers[k] = spawn_worker(&r, "chaos", 300);
+        }
+        if i == n / 2 {
+            r.restart();
+        }
+    }
+    let runs: std::collections::HashMap<u64, u64> = redis::cmd("HGETALL").arg("runs").query(&mut r.conn())?;
+    assert_eq!(runs.len() as u64, n, "every task ran");
+    let extra: u64 = runs.values().map(|c| c - 1).sum();
+    let q = ex.queue_status()?;
+    assert!(extra <= q.redelivered, "{extra} extra runs but only {} redeliveries reported", q.redelivered);
+    assert_eq!((q.pending, q.depth, q.dead_letters), (0, 0, 0));
+    eprintln!("chaos: {n} tasks, 0 lost, {extra} extra runs, {} redelivered", q.redelivered);
     Ok(())
 }

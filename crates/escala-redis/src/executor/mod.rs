@@ -131,7 +131,7 @@ impl RedisExecutor {
         let client = conn::client(&b.url)?;
         let mut c = conn::connect_once(&client, &b.url)?;
         let keys = QueueKeys::new(&b.queue);
-        crate::status::ensure_queue(&mut c, &keys).map_err(Error::redis)?;
+        crate::status::ensure_queue(&mut c, &keys).map_err(|e| Error::command(&b.url, e))?;
         let client_id = format!("{:016x}", fastrand::u64(..));
         let (tx, rx) = crossbeam_channel::unbounded();
         let inner = Arc::new(Inner {

@@ -167,7 +167,7 @@ impl RunningWorker {
         let client = conn::client(&b.url)?;
         let mut c = conn::connect_once(&client, &b.url)?;
         let keys = QueueKeys::new(&b.queue);
-        crate::status::ensure_queue(&mut c, &keys).map_err(Error::redis)?;
+        crate::status::ensure_queue(&mut c, &keys).map_err(|e| Error::command(&b.url, e))?;
         let consumer =
             format!("{}-{}-{:08x}", crate::status::hostname(), std::process::id(), fastrand::u32(..));
         let shared = Arc::new(Shared {
@@ -196,7 +196,7 @@ impl RunningWorker {
             redelivered: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
         });
-        let scripts = commit::Scripts::load(&mut c).map_err(Error::redis)?;
+        let scripts = commit::Scripts::load(&mut c).map_err(|e| Error::command(&b.url, e))?;
         // Announced before any task runs, so `escala status` sees a worker that has.
         let started = crate::status::now_ms();
         redis::cmd("HSET")
@@ -204,7 +204,7 @@ impl RunningWorker {
             .arg(&shared.cfg.consumer)
             .arg(lease::record(&shared, started))
             .query::<()>(&mut c)
-            .map_err(Error::redis)?;
+            .map_err(|e| Error::command(&b.url, e))?;
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| Error::config(e.to_string()))
         };
