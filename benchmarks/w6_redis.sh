@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # W6 and W7 (Redis): escala's RedisExecutor + 2 worker processes vs a batched raw Redis
-# Streams loop in Python (redis-py), interleaved, 3 repetitions; prints the medians and
-# ratios as a Markdown table.
+# Streams loop in Python (redis-py), Celery (prefork), Dramatiq and RQ (SimpleWorker),
+# interleaved, 3 repetitions; prints the medians and ratios as a Markdown table.
 #
-#   benchmarks/w6_redis.sh            # 3 repetitions of W6 (both sides) and W7
-#   benchmarks/w6_redis.sh --reps 1   # one repetition
+#   benchmarks/w6_redis.sh              # 3 repetitions, about 15 minutes on 2 cores
+#   benchmarks/w6_redis.sh --reps 1     # one repetition
+#   benchmarks/w6_redis.sh --no-peers   # escala and raw Streams only (a minute)
+#
+# escala and raw Streams run 20,000 tasks; Celery, Dramatiq and RQ (a few hundred tasks/s)
+# run 2,000 for W6 and W7 (compare tasks/s).
 #
 # Needs cargo, python3 (with venv) and redis-server. Starts its own redis-server on a free
 # loopback port in a temporary directory (no persistence) and stops it at the end.
@@ -16,11 +20,14 @@ cd "$root"
 
 reps=3
 tasks=20000
+peer_tasks=2000
+peers=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --reps) reps=$2; shift ;;
         --tasks) tasks=$2; shift ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        --no-peers) peers=0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -30,6 +37,7 @@ export PYTHONDONTWRITEBYTECODE=1
 venv="$here/.venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/python/requirements-redis.txt"
+[ "$peers" = 0 ] || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/python/requirements-peers.txt"
 cargo build --release --quiet -p escala-redis --example w6_w7
 bin="$root/target/release/examples/w6_w7"
 
@@ -47,23 +55,35 @@ for rep in $(seq "$reps"); do
     "$venv/bin/python" "$here/python/w6_raw_streams.py" "$url" "$tasks" | tee -a "$out" >&2
     "$bin" w6 "$url" "$tasks" | tee -a "$out" >&2
     "$bin" w7 "$url" "$tasks" | tee -a "$out" >&2
+    if [ "$peers" = 1 ]; then
+        for peer in celery dramatiq rq; do
+            "$venv/bin/python" "$here/python/w6_peers.py" "$url" "$peer" w6 "$peer_tasks" | tee -a "$out" >&2
+        done
+        for peer in celery celery-acks-late dramatiq rq; do
+            "$venv/bin/python" "$here/python/w6_peers.py" "$url" "$peer" w7 "$peer_tasks" | tee -a "$out" >&2
+        done
+    fi
 done
 
 python3 - "$out" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def med(side, key, wl="W6"):
-    return statistics.median(r[key] for r in rows if r["side"] == side and r["workload"] == wl)
-e, p = "escala", "raw-streams-python"
-print(f"| W6 ({rows[0]['tasks']:,} tiny tasks, 2 workers) | escala | raw Streams, Python | ratio |")
-print("|---|---|---|---|")
-print(f"| throughput | {med(e,'tasks_per_s'):,.0f}/s | {med(p,'tasks_per_s'):,.0f}/s | **{med(e,'tasks_per_s')/med(p,'tasks_per_s'):.2f}×** |")
-for k, label in (("rt_p50_ms", "round trip p50"), ("rt_p99_ms", "round trip p99")):
-    print(f"| {label} | {med(e,k):.2f} ms | {med(p,k):.2f} ms | **{med(e,k)/med(p,k):.2f}×** of raw |")
-w7 = [r for r in rows if r["workload"] == "W7"]
-print()
-print("| W7 run | seconds | lost | redelivered | duplicate results |")
+    v = [r[key] for r in rows if r["side"] == side and r["workload"] == wl]
+    return statistics.median(v) if v else None
+e = med("escala", "tasks_per_s")
+sides = [s for s in ("raw-streams-python", "celery", "dramatiq", "rq") if med(s, "tasks_per_s")]
+print("| W6: tiny tasks, 2 worker processes | tasks/s | escala is | round trip p50 | p99 |")
 print("|---|---|---|---|---|")
-for i, r in enumerate(w7, 1):
-    print(f"| {i} | {r['seconds']:.1f} | {r['lost']} | {r['redelivered']} | {r['duplicate_results']} |")
+print(f"| escala `RedisExecutor` + 2 workers | {e:,.0f} | — | {med('escala','rt_p50_ms'):.2f} ms | {med('escala','rt_p99_ms'):.2f} ms |")
+for s in sides:
+    print(f"| {s} | {med(s,'tasks_per_s'):,.0f} | **{e/med(s,'tasks_per_s'):.1f}×** | {med(s,'rt_p50_ms'):.2f} ms | {med(s,'rt_p99_ms'):.2f} ms |")
+print()
+print("| W7: sleep(1 ms) tasks, one of 2 workers SIGKILLed at 2 s and restarted | runs | tasks per run | lost per run | redelivered per run |")
+print("|---|---|---|---|---|")
+for s in ("escala", "celery", "celery-acks-late", "dramatiq", "rq"):
+    w = [r for r in rows if r["side"] == s and r["workload"] == "W7"]
+    if w:
+        red = "/".join(str(r["redelivered"]) for r in w) if "redelivered" in w[0] else "—"
+        print(f"| {s} | {len(w)} | {w[0]['tasks']:,} | {'/'.join(str(r['lost']) for r in w)} | {red} |")
 PY

@@ -103,3 +103,17 @@ fn commands_are_refused_without_the_flag() {
     let e = join(ex.submit_command("echo", ["no"])).unwrap_err();
     assert!(e.to_string().contains("--allow-commands"), "{e}");
 }
+
+#[test]
+fn key_file_signs_and_refuses_unsigned() {
+    let r = RedisServer::start();
+    let key = r.dir.join("key");
+    std::fs::write(&key, "not so secret\n").unwrap();
+    let key_arg = key.to_str().unwrap().to_string();
+    let _w = worker(&r, "signed", &["--allow-commands", "--key-file", &key_arg]);
+    let signed = RedisExecutor::builder(&r.url()).queue("signed").key_file(&key).build().unwrap();
+    assert_eq!(join(signed.submit_command("echo", ["ok"])).unwrap().stdout_lossy(), "ok\n");
+    let unsigned = RedisExecutor::builder(&r.url()).queue("signed").build().unwrap();
+    let e = join(unsigned.submit_command("echo", ["no"])).unwrap_err();
+    assert!(e.to_string().contains("unsigned message refused"), "{e}");
+}

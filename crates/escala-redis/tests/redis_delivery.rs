@@ -125,6 +125,7 @@ fn main() {
         Trial::test("task_longer_than_lease_runs_once", long_task),
         Trial::test("redis_restart_mid_run_loses_nothing", redis_restart),
         Trial::test("shutdown_and_rejection", shutdown),
+        Trial::test("acl_user_and_password_in_the_url", acl),
         Trial::test("chaos_workers_killed_and_redis_restarted", chaos),
     ];
     libtest_mimic::run(&args, tests).exit();
@@ -175,15 +176,20 @@ fn round_trip() -> TestResult {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let v = rt.block_on(async { ex.submit_task(add::call(40, 2)).await })?;
     assert_eq!(v, 42);
+    let mut sum = 0;
+    for h in escala::as_completed((0..5).map(|i| ex.submit_task(add::call(i, 0))).collect::<Vec<_>>()) {
+        sum += h.join()?;
+    }
+    assert_eq!(sum, 10);
     let mapped: Vec<i64> = ex.map_tasks((0..20).map(|i| add::call(i, 1))).map(Result::unwrap).collect();
     assert_eq!(mapped, (1..=20).collect::<Vec<_>>());
     let s = ex.stats();
-    assert_eq!((s.submitted, s.completed, s.queued), (71, 71, 0));
+    assert_eq!((s.submitted, s.completed, s.queued), (76, 76, 0));
     let q = ex.queue_status()?;
-    assert_eq!((q.completed, q.pending, q.depth, q.dead_letters), (71, 0, 0, 0));
+    assert_eq!((q.completed, q.pending, q.depth, q.dead_letters), (76, 0, 0, 0));
     w.stop();
     let report = w.join();
-    assert_eq!((report.ran, report.ok, report.redelivered), (71, 71, 0));
+    assert_eq!((report.ran, report.ok, report.redelivered), (76, 76, 0));
     Ok(())
 }
 
@@ -400,5 +406,19 @@ fn chaos() -> TestResult {
     assert!(extra <= q.redelivered, "{extra} extra runs but only {} redeliveries reported", q.redelivered);
     assert_eq!((q.pending, q.depth, q.dead_letters), (0, 0, 0));
     eprintln!("chaos: {n} tasks, 0 lost, {extra} extra runs, {} redelivered", q.redelivered);
+    Ok(())
+}
+
+fn acl() -> TestResult {
+    let r = RedisServer::start_with(&[
+        "--user", "default", "off", "--user", "app", "on", ">s3cret", "~*", "&*", "+@all",
+    ]);
+    let url = format!("redis://app:s3cret@127.0.0.1:{}", r.port);
+    let _w = Worker::builder(&url).queue("acl").concurrency(1).start()?;
+    let ex = RedisExecutor::builder(&url).queue("acl").build()?;
+    assert_eq!(join(ex.submit_task(add::call(3, 4)))?, 7);
+    let wrong = format!("redis://app:nope@127.0.0.1:{}", r.port);
+    let e = RedisExecutor::builder(&wrong).queue("acl").build().unwrap_err();
+    assert!(!e.to_string().contains("nope"), "the password is not shown: {e}");
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// A `redis-server` this test started and owns.
 pub(crate) struct RedisServer {
     child: Option<Child>,
+    extra: Vec<String>,
     pub(crate) port: u16,
     pub(crate) dir: PathBuf,
 }
@@ -18,6 +19,11 @@ pub(crate) struct RedisServer {
 impl RedisServer {
     /// Starts a server and waits (on its log) until it accepts connections.
     pub(crate) fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// Like [`start`](Self::start), with more `redis-server` arguments.
+    pub(crate) fn start_with(extra: &[&str]) -> RedisServer {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "escala-redis-test-{}-{}",
@@ -27,7 +33,8 @@ impl RedisServer {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         let port = free_port();
-        let mut s = RedisServer { child: None, port, dir };
+        let mut s =
+            RedisServer { child: None, extra: extra.iter().map(|a| a.to_string()).collect(), port, dir };
         s.spawn();
         s
     }
@@ -69,6 +76,7 @@ impl RedisServer {
             .args(["--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "yes"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
