@@ -315,12 +315,13 @@ fn worker_killed() -> TestResult {
 
 fn long_task() -> TestResult {
     let r = RedisServer::start();
-    let lease = Duration::from_millis(200);
+    // Renewed every 300 ms; only a stall of 600 ms would let the other worker take it.
+    let lease = Duration::from_millis(900);
     let a = Worker::builder(&r.url()).queue("long").concurrency(1).lease(lease).start()?;
     let b = Worker::builder(&r.url()).queue("long").concurrency(1).lease(lease).start()?;
     let ex = exec(&r, "long");
     // Runs for many leases; the other worker is idle and would reclaim it if it could.
-    let h = ex.submit_task(slow_counted::call(r.url(), "long-runs".into(), 1500));
+    let h = ex.submit_task(slow_counted::call(r.url(), "long-runs".into(), 3000));
     assert_eq!(join(h)?, 1);
     let q = ex.queue_status()?;
     assert_eq!((q.redelivered, q.duplicate_results, q.completed), (0, 0, 1));
