@@ -65,25 +65,6 @@ for rep in $(seq "$reps"); do
     fi
 done
 
-python3 - "$out" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-def med(side, key, wl="W6"):
-    v = [r[key] for r in rows if r["side"] == side and r["workload"] == wl]
-    return statistics.median(v) if v else None
-e = med("escala", "tasks_per_s")
-sides = [s for s in ("raw-streams-python", "celery", "dramatiq", "rq") if med(s, "tasks_per_s")]
-print("| W6: tiny tasks, 2 worker processes | tasks/s | escala is | round trip p50 | p99 |")
-print("|---|---|---|---|---|")
-print(f"| escala `RedisExecutor` + 2 workers | {e:,.0f} | — | {med('escala','rt_p50_ms'):.2f} ms | {med('escala','rt_p99_ms'):.2f} ms |")
-for s in sides:
-    print(f"| {s} | {med(s,'tasks_per_s'):,.0f} | **{e/med(s,'tasks_per_s'):.1f}×** | {med(s,'rt_p50_ms'):.2f} ms | {med(s,'rt_p99_ms'):.2f} ms |")
-print()
-print("| W7: sleep(1 ms) tasks, one of 2 workers SIGKILLed at 2 s and restarted | runs | tasks per run | lost per run | redelivered per run |")
-print("|---|---|---|---|---|")
-for s in ("escala", "celery", "celery-acks-late", "dramatiq", "rq"):
-    w = [r for r in rows if r["side"] == s and r["workload"] == "W7"]
-    if w:
-        red = "/".join(str(r["redelivered"]) for r in w) if "redelivered" in w[0] else "—"
-        print(f"| {s} | {len(w)} | {w[0]['tasks']:,} | {'/'.join(str(r['lost']) for r in w)} | {red} |")
-PY
+mkdir -p "$here/results/tmp"
+cp "$out" "$here/results/tmp/w6_w7.jsonl"  # raw figures, ignored by git
+python3 "$here/python/w6_summarize.py" "$out"

@@ -55,7 +55,7 @@ if peer == "rq":
         return q.enqueue(fn, x, result_ttl=3600)
 
     def get(job, timeout):
-        r = job.latest_result(timeout=timeout)
+        r = job.latest_result(timeout=max(1, int(timeout)))  # whole seconds (XREAD BLOCK)
         if r is None or r.type != r.Type.SUCCESSFUL:
             raise TimeoutError
         return r.return_value
@@ -103,7 +103,9 @@ try:
         for i, h in enumerate(hs):
             try:
                 assert get(h, max(0.2, deadline - time.perf_counter())) == i
-            except Exception:
+            except Exception as e:  # noqa: BLE001 - any failure to get the value counts
+                if lost == 0:
+                    print(f"first lost task {i}: {e!r}", file=sys.stderr)
                 lost += 1
         out = {"workload": "W7", "side": peer, "tasks": n, "seconds": round(time.perf_counter() - t, 3),
                "lost": lost}
