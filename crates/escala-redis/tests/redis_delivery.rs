@@ -54,6 +54,21 @@ fn stuck_first(url: String, key: String) -> i64 {
     n
 }
 
+/// Counts its runs in Redis; the first run announces itself and waits for the test to
+/// open its gate (a list it pops); later runs return at once. Returns the run number.
+#[escala::task]
+fn gated_first(url: String, key: String) -> i64 {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let n: i64 = redis::cmd("INCR").arg(&key).query(&mut c).unwrap();
+    if n == 1 {
+        let _: () =
+            redis::cmd("XADD").arg(format!("{key}:started")).arg("*").arg("n").arg(n).query(&mut c).unwrap();
+        let _: Value =
+            redis::cmd("BLPOP").arg(format!("{key}:gate")).arg(WAIT.as_secs()).query(&mut c).unwrap();
+    }
+    n
+}
+
 /// Counts its runs in Redis, then works for `ms` milliseconds.
 #[escala::task]
 fn slow_counted(url: String, key: String, ms: u64) -> i64 {
@@ -123,6 +138,7 @@ fn main() {
         Trial::test("signed_unsigned_and_tampered", signing),
         Trial::test("worker_sigkilled_mid_task_is_reclaimed", worker_killed),
         Trial::test("task_longer_than_lease_runs_once", long_task),
+        Trial::test("hung_worker_duplicate_is_counted_and_dropped", hung_worker),
         Trial::test("redis_restart_mid_run_loses_nothing", redis_restart),
         Trial::test("shutdown_and_rejection", shutdown),
         Trial::test("acl_user_and_password_in_the_url", acl),
@@ -421,5 +437,37 @@ fn acl() -> TestResult {
     let wrong = format!("redis://app:nope@127.0.0.1:{}", r.port);
     let e = RedisExecutor::builder(&wrong).queue("acl").build().unwrap_err();
     assert!(!e.to_string().contains("nope"), "the password is not shown: {e}");
+    Ok(())
+}
+
+fn signal(child: &ChildGuard, sig: &str) {
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(child.0.id().to_string()).status().unwrap();
+    assert!(ok.success());
+}
+
+/// A worker that hangs (SIGSTOP) past its lease loses the task to another worker; when it
+/// comes back and finishes too, its result is detected as a duplicate, counted, and never
+/// reaches the caller, who saw the first result.
+fn hung_worker() -> TestResult {
+    let r = RedisServer::start();
+    let ex = exec(&r, "hung");
+    let mut hung = spawn_worker(&r, "hung", 500);
+    let h = ex.submit_task(gated_first::call(r.url(), "g".into()));
+    let mut c = r.conn();
+    next_entry(&mut c, "g:started", "0-0");
+    signal(&hung, "STOP"); // no more lease renewals
+    let w =
+        Worker::builder(&r.url()).queue("hung").concurrency(1).lease(Duration::from_millis(500)).start()?;
+    assert_eq!(join(h)?, 2, "the reclaimed run answers first");
+    // The hung worker resumes, finishes its run, and stops gracefully (committing it).
+    let _: () = redis::cmd("RPUSH").arg("g:gate").arg(1).query(&mut c)?;
+    signal(&hung, "CONT");
+    signal(&hung, "TERM");
+    assert!(hung.0.wait()?.success());
+    let q = ex.queue_status()?;
+    assert_eq!((q.redelivered, q.completed, q.duplicate_results, q.pending), (1, 1, 1, 0));
+    let s = ex.stats();
+    assert_eq!((s.completed, s.failed), (1, 0), "one result per task");
+    drop(w);
     Ok(())
 }

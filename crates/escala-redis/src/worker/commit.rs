@@ -1,6 +1,6 @@
 //! The commit thread: stores results and acknowledges tasks in pipelined batches.
 //!
-//! One Lua script per task makes "store the result, notify the caller, acknowledge" one
+//! One Lua script per batch makes "store the result, notify the caller, acknowledge" one
 //! atomic step, so a task is never acknowledged without its result, and a second result
 //! for the same task (after a redelivery) is detected and counted instead of replacing the
 //! first.
@@ -18,27 +18,44 @@ use crate::wire;
 
 const BATCH: usize = 256;
 
-/// KEYS: stream, result hash, reply stream, stats hash, attempts hash.
-/// ARGV: group, entry id, result message, signature, ttl seconds.
-/// Returns 1 when this result was stored, 0 when one already was (a duplicate).
+/// Commits a batch of results in one call.
+/// KEYS: stream, stats hash, attempts hash, then per task its result hash and reply stream.
+/// ARGV: group, ttl seconds, then per task its entry id, result message and signature.
+/// Returns, per task, 1 when its result was stored, 0 when one already was (a duplicate,
+/// whose first result is sent again instead).
 const FINISH: &str = r#"
-local first = redis.call('HSETNX', KEYS[2], 'm', ARGV[3])
-local m, s = ARGV[3], ARGV[4]
-if first == 1 then
-  redis.call('HSET', KEYS[2], 's', ARGV[4])
-  redis.call('EXPIRE', KEYS[2], ARGV[5])
-  redis.call('HINCRBY', KEYS[4], 'completed', 1)
-else
-  m = redis.call('HGET', KEYS[2], 'm')
-  s = redis.call('HGET', KEYS[2], 's') or ''
-  redis.call('HINCRBY', KEYS[4], 'duplicate_results', 1)
+local n = (#KEYS - 3) / 2
+local firsts, entries, expired = {}, {}, {}
+local stored, dups = 0, 0
+for i = 1, n do
+  local rk, pk = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  local e, m, s = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
+  local first = redis.call('HSETNX', rk, 'm', m)
+  if first == 1 then
+    redis.call('HSET', rk, 's', s)
+    redis.call('EXPIRE', rk, ARGV[2])
+    stored = stored + 1
+  else
+    m = redis.call('HGET', rk, 'm')
+    s = redis.call('HGET', rk, 's') or ''
+    dups = dups + 1
+  end
+  redis.call('XADD', pk, 'MAXLEN', '~', 1000000, '*', 'm', m, 's', s)
+  if not expired[pk] then
+    redis.call('EXPIRE', pk, ARGV[2])
+    expired[pk] = true
+  end
+  firsts[i] = first
+  entries[i] = e
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', 1000000, '*', 'm', m, 's', s)
-redis.call('EXPIRE', KEYS[3], ARGV[5])
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('HDEL', KEYS[5], ARGV[2])
-return first
+if n > 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(entries))
+  redis.call('XDEL', KEYS[1], unpack(entries))
+  redis.call('HDEL', KEYS[3], unpack(entries))
+end
+if stored > 0 then redis.call('HINCRBY', KEYS[2], 'completed', stored) end
+if dups > 0 then redis.call('HINCRBY', KEYS[2], 'duplicate_results', dups) end
+return firsts
 "#;
 
 /// What to do with one held entry once it is handled.
@@ -111,7 +128,7 @@ pub(super) fn run(shared: &Shared, client: redis::Client, scripts: Scripts, rx: 
     }
 }
 
-/// Pipelines one batch; returns, per stored result, 1 if it was the first.
+/// Commits one batch in one round trip; returns, per result, 1 if it was the first.
 fn commit(c: &mut Connection, shared: &Shared, scripts: &Scripts, batch: &[Commit]) -> RedisResult<Vec<i64>> {
     let cfg = &shared.cfg;
     let k = &cfg.keys;
@@ -135,28 +152,27 @@ fn commit(c: &mut Connection, shared: &Shared, scripts: &Scripts, batch: &[Commi
                 .ignore();
             pipe.cmd("HINCRBY").arg(&k.stats).arg("dead_letters").arg(1).ignore();
         }
-        match &cm.reply {
-            Some(r) => {
-                pipe.cmd("EVALSHA")
-                    .arg(scripts.finish.get_hash())
-                    .arg(5)
-                    .arg(&k.stream)
-                    .arg(keys::result(&r.task))
-                    .arg(keys::reply(&r.client))
-                    .arg(&k.stats)
-                    .arg(&k.attempts)
-                    .arg(GROUP)
-                    .arg(&cm.entry)
-                    .arg(&r.msg)
-                    .arg(&r.sig)
-                    .arg(cfg.ttl_secs);
-            }
-            None => {
-                pipe.cmd("XACK").arg(&k.stream).arg(GROUP).arg(&cm.entry).ignore();
-                pipe.cmd("XDEL").arg(&k.stream).arg(&cm.entry).ignore();
-                pipe.cmd("HDEL").arg(&k.attempts).arg(&cm.entry).ignore();
-            }
+        if cm.reply.is_none() {
+            pipe.cmd("XACK").arg(&k.stream).arg(GROUP).arg(&cm.entry).ignore();
+            pipe.cmd("XDEL").arg(&k.stream).arg(&cm.entry).ignore();
+            pipe.cmd("HDEL").arg(&k.attempts).arg(&cm.entry).ignore();
         }
     }
-    pipe.query(c)
+    let replies: Vec<(&String, &Reply)> =
+        batch.iter().filter_map(|cm| Some((&cm.entry, cm.reply.as_ref()?))).collect();
+    if replies.is_empty() {
+        pipe.query::<()>(c)?;
+        return Ok(Vec::new());
+    }
+    let finish = pipe.cmd("EVALSHA").arg(scripts.finish.get_hash()).arg(3 + 2 * replies.len());
+    finish.arg(&k.stream).arg(&k.stats).arg(&k.attempts);
+    for (_, r) in &replies {
+        finish.arg(keys::result(&r.task)).arg(keys::reply(&r.client));
+    }
+    finish.arg(GROUP).arg(cfg.ttl_secs);
+    for (entry, r) in &replies {
+        finish.arg(*entry).arg(&r.msg).arg(&r.sig);
+    }
+    let (firsts,): (Vec<i64>,) = pipe.query(c)?;
+    Ok(firsts)
 }
