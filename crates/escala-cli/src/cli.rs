@@ -1,14 +1,16 @@
 //! Command-line definitions (clap only) and their conversion into [`Config`].
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use std::path::PathBuf;
-
 use crate::cmd::bench::Workload;
 use crate::config::run::{self as runcfg, RunConfig};
-use crate::config::{BenchConfig, Config, DemoConfig, Lang, ServeAction, ServeConfig, TimelineConfig};
+use crate::config::{
+    BenchConfig, Config, DemoConfig, Lang, ServeAction, ServeConfig, StatusConfig, TimelineConfig,
+    WorkerConfig,
+};
 
 /// Threads, processes, daemons and pools behind one API — and the same work spread over
 /// many machines.
@@ -33,6 +35,10 @@ enum Command {
     /// Run the built-in workloads (cpu, io, tiny, crash) on every unit kind and say which
     /// unit fits which job.
     Bench(BenchArgs),
+    /// Run tasks from a Redis queue until SIGTERM or Ctrl-C (commands only with --allow-commands).
+    Worker(WorkerArgs),
+    /// Show the queues (depth, pending, in-flight, dead letters) and live workers on a Redis server.
+    Status(StatusArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -167,6 +173,39 @@ struct ServeTarget {
     /// The control socket (default: derived from the file's path).
     #[arg(long)]
     socket: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct WorkerArgs {
+    /// Redis URL: redis://[user:password@]host:port[/db] (rediss:// with the `tls` feature).
+    #[arg(long, value_name = "URL")]
+    redis: String,
+    /// The queue to run.
+    #[arg(long, default_value = "default")]
+    queue: String,
+    /// Tasks run at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    concurrency: u32,
+    /// Run external commands sent to the queue (refused without this flag).
+    #[arg(long)]
+    allow_commands: bool,
+    /// A file holding the shared signing key: unsigned or tampered tasks are refused.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<std::path::PathBuf>,
+    /// Seconds of each task's lease (renewed while it runs; a dead worker's tasks are
+    /// reclaimed after it).
+    #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
+    lease: f64,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// Redis URL: redis://[user:password@]host:port[/db].
+    #[arg(long, value_name = "URL")]
+    redis: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -318,6 +357,15 @@ pub(crate) fn parse() -> Result<Config, ExitCode> {
             }
         },
         Command::Serve(a) => Config::Serve(serve_config(a)),
+        Command::Worker(a) => Config::Worker(WorkerConfig {
+            redis: a.redis,
+            queue: a.queue,
+            concurrency: a.concurrency as usize,
+            allow_commands: a.allow_commands,
+            key_file: a.key_file,
+            lease: std::time::Duration::from_secs_f64(a.lease.max(0.03)),
+        }),
+        Command::Status(a) => Config::Status(StatusConfig { redis: a.redis, json: a.json }),
     })
 }
 

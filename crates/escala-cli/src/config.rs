@@ -15,6 +15,8 @@ pub(crate) enum Config {
     Serve(ServeConfig),
     Timeline(TimelineConfig),
     Bench(BenchConfig),
+    Worker(WorkerConfig),
+    Status(StatusConfig),
 }
 
 /// Settings of `escala serve`.
@@ -50,6 +52,24 @@ pub(crate) struct BenchConfig {
     pub(crate) json: bool,
     pub(crate) chart: Option<PathBuf>,
     pub(crate) timeline: Option<PathBuf>,
+}
+
+/// Settings of `escala worker`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct WorkerConfig {
+    pub(crate) redis: String,
+    pub(crate) queue: String,
+    pub(crate) concurrency: usize,
+    pub(crate) allow_commands: bool,
+    pub(crate) key_file: Option<std::path::PathBuf>,
+    pub(crate) lease: std::time::Duration,
+}
+
+/// Settings of `escala status`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StatusConfig {
+    pub(crate) redis: String,
+    pub(crate) json: bool,
 }
 
 /// Settings of `escala demo`.

@@ -63,6 +63,7 @@ pub mod events;
 mod handle;
 pub mod pool;
 pub mod process;
+pub mod remote;
 mod runtime;
 pub mod supervise;
 mod task;

@@ -4,7 +4,9 @@ pub(crate) mod bench;
 mod demo;
 mod run;
 mod serve;
+mod status;
 mod timeline;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -18,5 +20,7 @@ pub(crate) fn run(config: Config) -> anyhow::Result<ExitCode> {
         Config::Serve(c) => serve::run(&c),
         Config::Timeline(c) => timeline::run(&c),
         Config::Bench(c) => bench::run(&c),
+        Config::Worker(c) => worker::run(&c),
+        Config::Status(c) => status::run(&c),
     }
 }

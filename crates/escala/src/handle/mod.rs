@@ -55,6 +55,8 @@ pub enum UnitKind {
     Command,
     /// A task on a thread pool.
     PoolTask,
+    /// A registered task sent to a remote worker (for example through Redis).
+    Remote,
 }
 
 impl UnitKind {
@@ -67,6 +69,7 @@ impl UnitKind {
             UnitKind::DaemonProcess => "daemon-process",
             UnitKind::Command => "command",
             UnitKind::PoolTask => "pool-task",
+            UnitKind::Remote => "remote",
         }
     }
 }
