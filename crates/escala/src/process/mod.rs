@@ -16,6 +16,7 @@ mod command;
 pub(crate) mod frame;
 mod slot;
 pub(crate) mod sys;
+mod watcher;
 mod zygote;
 
 use std::collections::VecDeque;
@@ -267,11 +268,10 @@ where
         grace: Some(grace),
     });
     let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
-    let watcher =
-        std::thread::Builder::new().name(format!("escala-watch-{}", handle.id().0)).spawn(move || {
-            let _ended = ended_tx;
-            body(completer, &slot, Started(started_tx));
-        });
+    let watcher = watcher::run(Box::new(move || {
+        let _ended = ended_tx;
+        body(completer, &slot, Started(started_tx));
+    }));
     match watcher {
         // Err: the watcher ended before the child started; the handle has its outcome.
         Ok(_) => drop(started_rx.recv()),
