@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::{ChildSlot, launch, lost, reap, spawn_into, sys};
+use super::{ChildSlot, StderrTail, launch, lost, reap, spawn_into, sys};
 use crate::error::{ErrorKind, ExitReason};
-use crate::handle::{Handle, TaskName, UnitKind, pair};
+use crate::handle::{Completer, Handle, TaskName, UnitKind, pair};
 
 /// An external command run as a unit: `Ok(())` on exit code 0,
 /// [`ErrorKind::Exited`] on another code, [`ErrorKind::WorkerLost`] when killed by a signal.
@@ -190,20 +190,44 @@ impl Command {
         }
         let slot = Arc::new(ChildSlot::new(group));
         let signaller = Signaller { slot: slot.clone() };
-        let handle = launch(handle, c, slot, (daemon, grace), move |c, slot, started| {
-            let what = format!("cannot run `{}`", inner.get_program().to_string_lossy());
+        if !die_with_parent {
+            // Nothing ties the child to a thread: start it here (no round trip to the
+            // watcher), and let the watcher only wait for it.
+            let what = what(&inner);
+            let spawned = spawn_into(&c, &slot, &mut inner, tail, &what);
+            drop(inner); // our copies of the child's stdio
+            let handle = launch(handle, c, slot, (daemon, grace, false), move |c, slot, started| {
+                started.done();
+                if let Some((pid, stderr)) = spawned {
+                    resolve(c, slot, pid, stderr);
+                }
+            });
+            return (handle, signaller);
+        }
+        let handle = launch(handle, c, slot, (daemon, grace, true), move |c, slot, started| {
+            let what = what(&inner);
             let Some((pid, stderr)) = spawn_into(&c, slot, &mut inner, tail, &what) else {
                 return;
             };
             started.done();
-            match reap(slot, pid, stderr) {
-                (Some(ExitReason::Code(0)), _) => c.ok(()),
-                (Some(ExitReason::Code(code)), _) => c.fail(ErrorKind::Exited(code)),
-                (status, lines) => lost(&c, status, lines),
-            };
+            resolve(c, slot, pid, stderr);
         });
         (handle, signaller)
     }
+}
+
+/// What a failure to start says.
+fn what(cmd: &std::process::Command) -> String {
+    format!("cannot run `{}`", cmd.get_program().to_string_lossy())
+}
+
+/// Waits for a started command, reaps it, and resolves its handle from the exit status.
+fn resolve(c: Completer<()>, slot: &ChildSlot, pid: u32, stderr: Option<StderrTail>) {
+    match reap(slot, pid, stderr) {
+        (Some(ExitReason::Code(0)), _) => c.ok(()),
+        (Some(ExitReason::Code(code)), _) => c.fail(ErrorKind::Exited(code)),
+        (status, lines) => lost(&c, status, lines),
+    };
 }
 
 /// Sends signals to one command unit's process (or process group) while it runs; never to a

@@ -216,7 +216,7 @@ impl Builder {
             handle,
             completer,
             Arc::new(ChildSlot::new(false)),
-            (self.daemon, self.grace),
+            (self.daemon, self.grace, true),
             move |c, slot, started| {
                 let cmd = reexec_command(ChildMode::Unit, max);
                 run_child(c, slot, started, Job { req, cmd, decode }, tail, max);
@@ -236,13 +236,14 @@ impl Started {
 
 /// Starts a child-owning unit: registers it with the exit policy, makes `cancel()` stop it,
 /// and runs `body` on a watcher thread that owns the child from spawn to reap (the child's
-/// PDEATHSIG is tied to that thread, which lives exactly as long as the child). Returns once
-/// the child has started — or failed to, in which case the handle is already resolved.
+/// PDEATHSIG is tied to that thread, which lives at least as long as the child). With
+/// `wait_start`, returns once the child has started — or failed to, in which case the handle
+/// is already resolved; without, the caller started the child itself.
 pub(crate) fn launch<T, B>(
     handle: Handle<T>,
     completer: Completer<T>,
     slot: Arc<ChildSlot>,
-    (daemon, grace): (bool, Duration),
+    (daemon, grace, wait_start): (bool, Duration, bool),
     body: B,
 ) -> Handle<T>
 where
@@ -274,7 +275,8 @@ where
     }));
     match watcher {
         // Err: the watcher ended before the child started; the handle has its outcome.
-        Ok(_) => drop(started_rx.recv()),
+        Ok(_) if wait_start => drop(started_rx.recv()),
+        Ok(_) => {}
         // The closure, and the completer in it, were dropped: the handle resolved.
         Err(e) => tracing::error!("could not start a watcher thread: {e}"),
     }

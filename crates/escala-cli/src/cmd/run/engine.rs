@@ -240,7 +240,7 @@ impl<'a> Engine<'a> {
         if let Some(dir) = &self.cfg.results {
             output::save_results(dir, &job.args, job.seq, &r.capture)?;
         }
-        let receive = r.capture.stdout_len();
+        let lens = r.capture.lens();
         let tag = self.cfg.tag.as_deref().map(|t| {
             Template::render_text(
                 t,
@@ -253,11 +253,11 @@ impl<'a> Engine<'a> {
             seq: job.seq,
             start: r.start_unix,
             runtime,
-            receive,
+            receive: lens.0,
             exitval,
             signal,
             command: &display,
-            done: Done { capture: r.capture, tag },
+            done: Done { capture: r.capture, tag, lens },
         })?;
         if !ok {
             self.check_halt(HaltOn::Fail, exitval, signal, &display);

@@ -53,12 +53,15 @@ impl Capture {
         }
     }
 
-    /// Bytes the job wrote to stdout (not known with `-u`).
-    pub(crate) fn stdout_len(&self) -> u64 {
+    /// Bytes the job wrote to stdout and to stderr (stderr is counted only in files;
+    /// neither with `-u`).
+    pub(crate) fn lens(&self) -> (u64, u64) {
         match self {
-            Capture::Files(out, _) => out.metadata().map_or(0, |m| m.len()),
-            Capture::Lines(n) => n.load(Ordering::Relaxed),
-            Capture::Through => 0,
+            Capture::Files(out, err) => {
+                (out.metadata().map_or(0, |m| m.len()), err.metadata().map_or(0, |m| m.len()))
+            }
+            Capture::Lines(n) => (n.load(Ordering::Relaxed), 0),
+            Capture::Through => (0, 0),
         }
     }
 }
@@ -79,12 +82,13 @@ impl FilePool {
         self.0.borrow_mut().pop()
     }
 
-    /// Empties a job's files and keeps them (a few at most).
-    pub(crate) fn put(&self, capture: Capture) {
+    /// Empties a job's files (holding `lens` bytes) and keeps them (a few at most).
+    pub(crate) fn put(&self, capture: Capture, lens: (u64, u64)) {
         let mut files = self.0.borrow_mut();
         let Capture::Files(mut out, mut err) = capture else { return };
-        let emptied =
-            out.set_len(0).and_then(|_| err.set_len(0)).and_then(|_| out.rewind()).and_then(|_| err.rewind());
+        let empty =
+            |f: &mut File, len: u64| if len == 0 { Ok(()) } else { f.set_len(0).and_then(|_| f.rewind()) };
+        let emptied = empty(&mut out, lens.0).and_then(|_| empty(&mut err, lens.1));
         if files.len() < 64 && emptied.is_ok() {
             files.push((out, err));
         }
@@ -146,6 +150,8 @@ pub(crate) fn line_reader(
 pub(crate) struct Done {
     pub(crate) capture: Capture,
     pub(crate) tag: Option<String>,
+    /// Bytes in the captured stdout and stderr.
+    pub(crate) lens: (u64, u64),
 }
 
 /// Prints finished jobs' output: at once, or in input order with `-k`.
@@ -170,7 +176,8 @@ impl Printer {
     ) -> anyhow::Result<()> {
         if !self.keep_order {
             if let Some(d) = done {
-                pool.put(print(d)?);
+                let lens = d.lens;
+                pool.put(print(d)?, lens);
             }
             return Ok(());
         }
@@ -178,7 +185,8 @@ impl Printer {
         while let Some(d) = self.waiting.remove(&self.next) {
             self.next += 1;
             if let Some(d) = d {
-                pool.put(print(d)?);
+                let lens = d.lens;
+                pool.put(print(d)?, lens);
             }
         }
         Ok(())
@@ -188,15 +196,15 @@ impl Printer {
 fn print(d: Done) -> anyhow::Result<Capture> {
     if let Capture::Files(out, err) = &d.capture {
         let (mut out, mut err) = (out, err);
-        out.rewind()?;
-        err.rewind()?;
-        if out.metadata()?.len() > 0 {
+        if d.lens.0 > 0 {
+            out.rewind()?;
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
             copy_tagged(&mut out, &mut lock, d.tag.as_deref())?;
             lock.flush()?;
         }
-        if err.metadata()?.len() > 0 {
+        if d.lens.1 > 0 {
+            err.rewind()?;
             copy_tagged(&mut err, &mut std::io::stderr().lock(), d.tag.as_deref())?;
         }
     }
