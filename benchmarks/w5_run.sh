@@ -59,18 +59,22 @@ secs() {
     awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f\n", b - a }'
 }
 
+# The programs, not bash's builtins (`true` is one): every side runs the same binary.
+true_bin=$(type -P true)
+sleep_bin=$(type -P sleep)
+
 side() { # side WORKLOAD NAME: runs one side of one workload
     case "$1:$2" in
-        a:escala) seq 2000 | "$escala" run -j2 -N0 true ;;
-        a:min) "$min" 2000 2 true ;;
-        a:xargs) seq 2000 | xargs -P2 -n1 true ;;
-        a:parallel) seq 2000 | parallel --will-cite -j2 -N0 true ;;
-        a:bash) bash_loop 2000 2 true ;;
-        b:escala) seq 1000 | "$escala" run -j32 -N0 sleep 0.01 ;;
-        b:min) "$min" 1000 32 sleep 0.01 ;;
-        b:xargs) seq 1000 | xargs -P32 -I{} sleep 0.01 ;;
-        b:parallel) seq 1000 | parallel --will-cite -j32 -N0 sleep 0.01 ;;
-        b:bash) bash_loop 1000 32 sleep 0.01 ;;
+        a:escala) seq 2000 | "$escala" run -j2 -N0 "$true_bin" ;;
+        a:min) "$min" 2000 2 "$true_bin" ;;
+        a:xargs) seq 2000 | xargs -P2 -n1 "$true_bin" ;;
+        a:parallel) seq 2000 | parallel --will-cite -j2 -N0 "$true_bin" ;;
+        a:bash) bash_loop 2000 2 "$true_bin" ;;
+        b:escala) seq 1000 | "$escala" run -j32 -N0 "$sleep_bin" 0.01 ;;
+        b:min) "$min" 1000 32 "$sleep_bin" 0.01 ;;
+        b:xargs) seq 1000 | xargs -P32 -I{} "$sleep_bin" 0.01 ;;
+        b:parallel) seq 1000 | parallel --will-cite -j32 -N0 "$sleep_bin" 0.01 ;;
+        b:bash) bash_loop 1000 32 "$sleep_bin" 0.01 ;;
     esac
 }
 

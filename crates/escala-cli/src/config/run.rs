@@ -311,6 +311,26 @@ mod tests {
     }
 
     #[test]
+    fn sources_split_at_the_separators() {
+        let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (cmd, src) =
+            split_sources(w(&["echo", "{}", ":::", "a", "b", "::::", "f", "g", ":::+", "1"])).unwrap();
+        assert_eq!(cmd, w(&["echo", "{}"]));
+        let kinds: Vec<_> = src.iter().map(|s| (s.kind.clone(), s.linked)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (SourceKind::Args(w(&["a", "b"])), false),
+                (SourceKind::File("f".into()), false),
+                (SourceKind::File("g".into()), false),
+                (SourceKind::Args(w(&["1"])), true),
+            ]
+        );
+        assert!(split_sources(w(&["echo", "::::"])).is_err());
+        assert!(split_sources(w(&["echo", ":::+", "a"])).is_err());
+    }
+
+    #[test]
     fn delimiters() {
         assert_eq!(parse_delimiter("\\n"), Ok(b"\n".to_vec()));
         assert_eq!(parse_delimiter(","), Ok(b",".to_vec()));

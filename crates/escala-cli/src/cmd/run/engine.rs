@@ -65,6 +65,16 @@ pub(crate) struct Engine<'a> {
     files: FilePool,
 }
 
+/// A run that ends early (an error, a broken pipe) leaves no job behind: jobs do not die
+/// with escala by themselves.
+impl Drop for Engine<'_> {
+    fn drop(&mut self) {
+        for r in self.slots.iter().flatten() {
+            r.signaller.signal(Signal::SIGKILL);
+        }
+    }
+}
+
 impl<'a> Engine<'a> {
     pub(crate) fn new(
         cfg: &'a RunConfig,
