@@ -84,6 +84,18 @@ struct RunArgs {
     /// Draw a progress bar on stderr (only when it is a terminal).
     #[arg(long)]
     bar: bool,
+    /// The same progress bar (it shows the jobs done and the time left).
+    #[arg(long)]
+    progress: bool,
+    /// The same progress bar (it shows the time left).
+    #[arg(long)]
+    eta: bool,
+    /// Start a job only while at least SIZE of memory is available (like 500M, 2G).
+    #[arg(long, value_name = "SIZE", value_parser = runcfg::parse_size)]
+    memfree: Option<u64>,
+    /// Start a job only while the 1-minute load average is below MAX (or MAX% of the cores).
+    #[arg(long, value_name = "MAX")]
+    load: Option<String>,
     /// Read inputs from FILE (may be given several times: one source each).
     #[arg(short = 'a', long = "arg-file", value_name = "FILE")]
     arg_file: Vec<std::path::PathBuf>,
@@ -242,8 +254,10 @@ fn run_config(a: RunArgs) -> Result<RunConfig, String> {
         resume,
         results: a.results,
         events: a.events,
-        bar: a.bar,
+        bar: a.bar || a.progress || a.eta,
         shell,
+        memfree: a.memfree,
+        load: a.load.as_deref().map(|l| runcfg::parse_load(l, cores)).transpose()?,
     })
 }
 

@@ -149,3 +149,13 @@ fn events_file_has_a_start_and_a_finish_for_every_job() {
 }
 
 mod common;
+
+#[test]
+fn memfree_and_load_gates_that_hold_let_every_job_run() {
+    escala()
+        .args(["-k", "--memfree", "1k", "--load", "10000", "--progress", "echo", ":::", "a", "b"])
+        .assert()
+        .success()
+        .stdout("a\nb\n");
+    escala().args(["--memfree", "lots", "echo", ":::", "a"]).assert().failure();
+}

@@ -38,6 +38,10 @@ pub(crate) struct RunConfig {
     pub(crate) bar: bool,
     /// The shell for command lines with shell syntax.
     pub(crate) shell: String,
+    /// `--memfree`: bytes of memory that must be available to start a job.
+    pub(crate) memfree: Option<u64>,
+    /// `--load`: the 1-minute load average must be below this to start a job.
+    pub(crate) load: Option<f64>,
 }
 
 /// One input source.
@@ -198,6 +202,43 @@ pub(crate) fn parse_jobs(s: &str, cores: usize) -> Result<usize, String> {
     Ok((n as usize).max(1))
 }
 
+/// Parses a size: a number with an optional suffix, `k` `m` `g` `t` (powers of 1000) or
+/// `K` `M` `G` `T` (powers of 1024), as GNU parallel's `--memfree`.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a size (like 500M or 2G)");
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let exp = match c.to_ascii_lowercase() {
+                'k' => 1,
+                'm' => 2,
+                'g' => 3,
+                't' => 4,
+                _ => return Err(bad()),
+            };
+            let base: f64 = if c.is_ascii_uppercase() { 1024.0 } else { 1000.0 };
+            (&s[..i], base.powi(exp))
+        }
+        _ => (s, 1.0),
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok((v * mult) as u64),
+        _ => Err(bad()),
+    }
+}
+
+/// Parses `--load`: a load average, or `N%` of the cores.
+pub(crate) fn parse_load(s: &str, cores: usize) -> Result<f64, String> {
+    let bad = || format!("`{s}` is not a load (a number, or N% of the cores)");
+    let (num, pct) = match s.strip_suffix('%') {
+        Some(p) => (p, true),
+        None => (s, false),
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(if pct { v * cores as f64 / 100.0 } else { v }),
+        _ => Err(bad()),
+    }
+}
+
 /// Parses a number of seconds (`0.5`, `3`).
 pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
@@ -328,6 +369,18 @@ mod tests {
         );
         assert!(split_sources(w(&["echo", "::::"])).is_err());
         assert!(split_sources(w(&["echo", ":::+", "a"])).is_err());
+    }
+
+    #[test]
+    fn sizes_and_loads() {
+        assert_eq!(parse_size("1k"), Ok(1000));
+        assert_eq!(parse_size("2K"), Ok(2048));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert!(parse_size("12q").is_err());
+        assert_eq!(parse_load("150%", 2), Ok(3.0));
+        assert_eq!(parse_load("1.5", 2), Ok(1.5));
+        assert!(parse_load("high", 2).is_err());
     }
 
     #[test]

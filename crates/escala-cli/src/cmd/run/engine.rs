@@ -10,6 +10,7 @@ use escala::process::{Command, Signaller};
 use nix::sys::signal::Signal;
 
 use super::exit_status::exit_status;
+use super::gate::{self, Gate};
 use super::output::{self, Capture, Done, FilePool};
 use super::programs::Programs;
 use super::template::{Rendered, Template, Vars};
@@ -61,6 +62,7 @@ pub(crate) struct Engine<'a> {
     /// Set when `--halt` stopped the run: the exit code it asks for.
     pub(crate) halt_code: Option<u8>,
     programs: Programs,
+    gate: Gate,
     /// Temporary files to reuse for captured output.
     files: FilePool,
 }
@@ -100,6 +102,7 @@ impl<'a> Engine<'a> {
             succeeded: 0,
             halt_code: None,
             programs: Programs::default(),
+            gate: Gate { memfree: cfg.memfree, load: cfg.load },
             files,
         }
     }
@@ -146,6 +149,9 @@ impl<'a> Engine<'a> {
             let Some(pos) = self.queue.iter().position(|(_, _, due)| due.is_none_or(|d| d <= now)) else {
                 return Ok(self.queue.iter().filter_map(|q| q.2).min());
             };
+            if !self.gate.open() {
+                return Ok(Some(now + gate::RECHECK));
+            }
             if let (Some(d), Some(last)) = (self.cfg.delay, self.last_start) {
                 if last + d > now {
                     return Ok(Some(last + d));

@@ -6,6 +6,7 @@
 
 mod engine;
 mod exit_status;
+mod gate;
 mod inputs;
 mod joblog;
 mod output;
