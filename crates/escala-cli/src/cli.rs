@@ -90,6 +90,12 @@ struct RunArgs {
     /// The same progress bar (it shows the time left).
     #[arg(long)]
     eta: bool,
+    /// Cut stdin into blocks at line ends and give each job one block on its stdin.
+    #[arg(long)]
+    pipe: bool,
+    /// Block size for --pipe (default 1M).
+    #[arg(long, value_name = "SIZE", value_parser = runcfg::parse_size, requires = "pipe")]
+    block: Option<u64>,
     /// Start a job only while at least SIZE of memory is available (like 500M, 2G).
     #[arg(long, value_name = "SIZE", value_parser = runcfg::parse_size)]
     memfree: Option<u64>,
@@ -257,6 +263,7 @@ fn run_config(a: RunArgs) -> Result<RunConfig, String> {
         bar: a.bar || a.progress || a.eta,
         shell,
         memfree: a.memfree,
+        pipe_block: a.pipe.then(|| a.block.unwrap_or(1 << 20).max(1)),
         load: a.load.as_deref().map(|l| runcfg::parse_load(l, cores)).transpose()?,
     })
 }

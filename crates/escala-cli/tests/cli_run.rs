@@ -178,3 +178,15 @@ fn bad_input_is_one_error_line_and_a_failure() {
 fn bar_draws_nothing_when_stderr_is_not_a_terminal() {
     escala().args(["--bar", "-k", "echo", ":::", "a", "b"]).assert().success().stdout("a\nb\n").stderr("");
 }
+
+#[test]
+fn pipe_cuts_stdin_into_blocks_at_line_ends() {
+    let seq: String = (1..=10).map(|i| format!("{i}\n")).collect();
+    let out = escala().args(["--pipe", "--block", "10", "-k", "wc", "-l"]).write_stdin(seq).output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "5\n4\n1\n");
+    // Jobs that never read their block still end, and nothing hangs.
+    let big: String = (1..=100_000).map(|i| format!("{i}\n")).collect();
+    escala().args(["--pipe", "--block", "100K", "true"]).write_stdin(big.clone()).assert().success();
+    let out = escala().args(["--pipe", "-k", "wc", "-l"]).write_stdin(big).output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "100000\n");
+}

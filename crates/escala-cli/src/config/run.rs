@@ -42,6 +42,8 @@ pub(crate) struct RunConfig {
     pub(crate) memfree: Option<u64>,
     /// `--load`: the 1-minute load average must be below this to start a job.
     pub(crate) load: Option<f64>,
+    /// `--pipe`: stdin is cut into blocks of about this many bytes, one per job's stdin.
+    pub(crate) pipe_block: Option<u64>,
 }
 
 /// One input source.

@@ -183,7 +183,10 @@ impl<'a> Engine<'a> {
             .process_group(true)
             // Stopped by this loop (signals, halt, timeouts), so it may start by vfork.
             .die_with_parent(false)
-            .stdin(std::process::Stdio::null())
+            .stdin(match &j.input {
+                Some(data) => output::feed(data.clone())?,
+                None => std::process::Stdio::null(),
+            })
             .stdout(out)
             .stderr(err)
             .env("PARALLEL_SEQ", j.seq.to_string())

@@ -25,10 +25,11 @@ use joblog::{Entry, Joblog};
 use output::{Done, Printer};
 use template::{Template, Vars};
 
-/// One job: its sequence number (from 1) and its arguments.
+/// One job: its sequence number (from 1), its arguments, and with `--pipe` its stdin.
 pub(crate) struct Job {
     pub(crate) seq: usize,
     pub(crate) args: Vec<String>,
+    pub(crate) input: Option<std::sync::Arc<[u8]>>,
 }
 
 /// A job that ended for good (after its retries).
@@ -65,8 +66,18 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
     let template = Template::parse(&cfg.command);
-    let jobs: Vec<Job> =
-        inputs::job_args(cfg)?.into_iter().enumerate().map(|(i, args)| Job { seq: i + 1, args }).collect();
+    let jobs: Vec<Job> = match cfg.pipe_block {
+        Some(block) => inputs::pipe_blocks(block)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| Job { seq: i + 1, args: Vec::new(), input: Some(b.into()) })
+            .collect(),
+        None => inputs::job_args(cfg)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, args)| Job { seq: i + 1, args, input: None })
+            .collect(),
+    };
     if cfg.dry_run {
         let mut out = std::io::stdout().lock();
         let context = matches!(cfg.packing, crate::config::run::Packing::Context(_));

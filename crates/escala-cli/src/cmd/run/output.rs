@@ -72,6 +72,19 @@ fn pipe() -> anyhow::Result<(File, File)> {
     Ok((File::from(r), File::from(w)))
 }
 
+/// A job's stdin for `--pipe`: a pipe that a thread fills with `data`, then closes.
+pub(crate) fn feed(data: Arc<[u8]>) -> anyhow::Result<Stdio> {
+    let (r, mut w) = pipe()?;
+    std::thread::Builder::new()
+        .name("escala-feed".into())
+        .spawn(move || {
+            // A job that stops reading ends this write with EPIPE; that is its business.
+            let _ = w.write_all(&data);
+        })
+        .context("cannot start a thread for a job's input")?;
+    Ok(Stdio::from(r))
+}
+
 /// Emptied temporary files, kept for the next jobs' output (shared by the scheduler, which
 /// takes them, and the printer, which gives them back).
 #[derive(Default, Clone)]
