@@ -2,6 +2,7 @@
 //! consumes.
 
 pub(crate) mod run;
+mod values;
 
 /// One subcommand and its settings.
 #[derive(Debug, Clone, PartialEq)]

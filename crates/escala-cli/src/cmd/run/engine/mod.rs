@@ -1,5 +1,8 @@
 //! The scheduler: starts each job as an escala command unit in its own process group, one per
-//! free slot, and handles their ends, timeouts, retries, `--halt`, `--delay` and SIGINT/SIGTERM.
+//! free slot, and handles their ends, retries, `--delay` and the start gates; `stopping.rs`
+//! stops jobs (timeouts, `--halt`, SIGINT/SIGTERM).
+
+mod stopping;
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -15,7 +18,7 @@ use super::output::{self, Capture, Done, FilePool};
 use super::programs::Programs;
 use super::template::{Rendered, Template, Vars};
 use super::{Job, Report};
-use crate::config::run::{HaltOn, HaltWhen, Limit, Packing, RunConfig};
+use crate::config::run::{HaltOn, Packing, RunConfig};
 
 /// Time between SIGTERM and SIGKILL when escala stops a job.
 const KILL_GRACE: Duration = Duration::from_millis(500);
@@ -284,70 +287,5 @@ impl<'a> Engine<'a> {
             self.check_halt(HaltOn::Success, 0, 0, &display);
         }
         Ok(())
-    }
-
-    fn check_halt(&mut self, on: HaltOn, exitval: i32, signal: i32, display: &str) {
-        let h = self.cfg.halt;
-        if h.when == HaltWhen::Never || h.on != on || self.halt_code.is_some() {
-            return;
-        }
-        let count = if on == HaltOn::Fail { self.failed } else { self.succeeded };
-        let hit = match h.limit {
-            Limit::Count(n) => count >= n,
-            Limit::Percent(p) => count as f64 * 100.0 >= p * self.jobs.len() as f64,
-        };
-        if !hit {
-            return;
-        }
-        self.halt_code = Some(match (on, h.limit) {
-            (HaltOn::Success, _) => 0,
-            (HaltOn::Fail, Limit::Count(1)) if exitval > 0 => exitval.min(255) as u8,
-            (HaltOn::Fail, Limit::Count(1)) if signal > 0 => (128 + signal).min(255) as u8,
-            (HaltOn::Fail, _) => self.failed.min(101) as u8,
-        });
-        if on == HaltOn::Fail {
-            eprintln!("escala: this job failed: {display}");
-        }
-        self.stopping = true;
-        if h.when == HaltWhen::Now {
-            self.stop_all();
-        }
-    }
-
-    /// Stops every running job and starts no more.
-    fn stop_all(&mut self) {
-        self.stopping = true;
-        for slot in 0..self.slots.len() {
-            self.stop(slot);
-        }
-    }
-
-    /// Sends SIGTERM to the job's process group; SIGKILL follows after a grace period.
-    fn stop(&mut self, slot: usize) {
-        let Some(r) = self.slots[slot].as_mut() else { return };
-        if !r.stopped {
-            r.stopped = true;
-            r.deadline = None;
-            r.signaller.signal(Signal::SIGTERM);
-            r.kill_at = Some(Instant::now() + KILL_GRACE);
-        }
-    }
-
-    fn check_timers(&mut self) {
-        let now = Instant::now();
-        for slot in 0..self.slots.len() {
-            let Some(r) = self.slots[slot].as_mut() else { continue };
-            if r.kill_at.is_some_and(|t| t <= now) {
-                r.kill_at = None;
-                r.signaller.signal(Signal::SIGKILL);
-            }
-            if r.deadline.is_some_and(|t| t <= now) {
-                eprintln!(
-                    "escala: warning: this job was killed because it timed out: {}",
-                    r.command.display()
-                );
-                self.stop(slot);
-            }
-        }
     }
 }
