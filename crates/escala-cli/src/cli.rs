@@ -81,6 +81,9 @@ struct RunArgs {
     /// Write the library's lifecycle events to FILE, one JSON object a line.
     #[arg(long, value_name = "FILE")]
     events: Option<std::path::PathBuf>,
+    /// Draw the jobs to FILE (SVG): one lane per slot, bars coloured by outcome.
+    #[arg(long, value_name = "FILE.svg")]
+    timeline: Option<std::path::PathBuf>,
     /// Draw a progress bar on stderr (only when it is a terminal).
     #[arg(long)]
     bar: bool,
@@ -260,6 +263,7 @@ fn run_config(a: RunArgs) -> Result<RunConfig, String> {
         resume,
         results: a.results,
         events: a.events,
+        timeline: a.timeline,
         bar: a.bar || a.progress || a.eta,
         shell,
         memfree: a.memfree,

@@ -159,3 +159,16 @@ fn memfree_and_load_gates_that_hold_let_every_job_run() {
         .stdout("a\nb\n");
     escala().args(["--memfree", "lots", "echo", ":::", "a"]).assert().failure();
 }
+
+#[test]
+fn timeline_draws_a_bar_per_job_in_its_slot_coloured_by_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("t.svg");
+    escala().args(["-j2", "--timeline", svg.to_str().unwrap(), "exit {}", ":::", "0", "0", "5", "0"]).assert().code(1);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"), "{text}");
+    assert_eq!(text.matches("<rect").count(), 4);
+    assert_eq!(text.matches("#e53935").count(), 1, "one failed bar: {text}");
+    assert!(text.contains("slot 1"));
+    assert!(!text.contains("slot 3"));
+}

@@ -37,6 +37,8 @@ pub(crate) struct RunConfig {
     pub(crate) resume: Resume,
     pub(crate) results: Option<PathBuf>,
     pub(crate) events: Option<PathBuf>,
+    /// `--timeline FILE.svg`: a picture of the jobs per slot.
+    pub(crate) timeline: Option<PathBuf>,
     pub(crate) bar: bool,
     /// The shell for command lines with shell syntax.
     pub(crate) shell: String,

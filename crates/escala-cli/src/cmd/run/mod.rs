@@ -12,6 +12,7 @@ mod joblog;
 mod output;
 mod programs;
 mod template;
+mod timeline;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ pub(crate) struct Report<'a> {
     /// Position in input order (from 0).
     pub(crate) index: usize,
     pub(crate) seq: usize,
+    /// The job slot it ran in (from 1).
+    pub(crate) slot: usize,
     pub(crate) start: f64,
     pub(crate) runtime: f64,
     pub(crate) receive: u64,
@@ -136,6 +139,7 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
             }
         })
         .context("cannot start the signal thread")?;
+    let mut bars = Vec::new();
     let result = engine.run(&mut |r: Report<'_>| {
         if let Some(log) = log.as_mut() {
             log.write(&Entry {
@@ -147,6 +151,17 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
                 signal: r.signal,
                 command: r.command,
             })?;
+        }
+        if cfg.timeline.is_some() {
+            bars.push(timeline::Bar {
+                slot: r.slot,
+                seq: r.seq,
+                start: r.start,
+                runtime: r.runtime,
+                exitval: r.exitval,
+                signal: r.signal,
+                command: r.command.to_string(),
+            });
         }
         bar.suspend(|| printer.finished(r.index, Some(r.done), &files))?;
         bar.inc(1);
@@ -162,6 +177,9 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
         w.flush().context("cannot write the events file")?;
     }
     result?;
+    if let Some(path) = &cfg.timeline {
+        timeline::write(path, &bars)?;
+    }
     std::io::stdout().flush()?;
     Ok(ExitCode::from(if engine.signalled {
         255

@@ -273,6 +273,7 @@ impl<'a> Engine<'a> {
         report(Report {
             index: r.job,
             seq: job.seq,
+            slot: slot + 1,
             start: r.start_unix,
             runtime,
             receive: lens.0,
