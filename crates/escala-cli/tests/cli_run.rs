@@ -190,3 +190,20 @@ fn pipe_cuts_stdin_into_blocks_at_line_ends() {
     let out = escala().args(["--pipe", "-k", "wc", "-l"]).write_stdin(big).output().unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "100000\n");
 }
+
+#[test]
+fn keep_order_behind_a_slow_job_does_not_run_out_of_file_descriptors() {
+    // Job 1 waits until job 600 has started (a FIFO), so about 595 outputs are held for -k
+    // meanwhile; with 256 descriptors, two open files per held output would not fit.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let f = fifo.display();
+    let job = format!("test {{}} -eq 1 && read x < {f}; test {{}} -eq 600 && echo go > {f}; echo {{}}");
+    let exe = env!("CARGO_BIN_EXE_escala");
+    let script = format!("ulimit -n 256 && seq 600 | timeout 120 {exe} run -k -j4 '{job}'");
+    let out = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: String = (1..=600).map(|i| format!("{i}\n")).collect();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
+}

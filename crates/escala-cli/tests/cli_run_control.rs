@@ -164,7 +164,10 @@ fn memfree_and_load_gates_that_hold_let_every_job_run() {
 fn timeline_draws_a_bar_per_job_in_its_slot_coloured_by_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("t.svg");
-    escala().args(["-j2", "--timeline", svg.to_str().unwrap(), "exit {}", ":::", "0", "0", "5", "0"]).assert().code(1);
+    escala()
+        .args(["-j2", "--timeline", svg.to_str().unwrap(), "exit {}", ":::", "0", "0", "5", "0"])
+        .assert()
+        .code(1);
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg"), "{text}");
     assert_eq!(text.matches("<rect").count(), 4);

@@ -25,6 +25,9 @@ pub(crate) enum Capture {
     Lines(Arc<AtomicU64>),
     /// Inherited.
     Through,
+    /// Read back into memory: output held for `-k` behind many others, so that waiting
+    /// jobs do not hold two file descriptors each.
+    Memory(Vec<u8>, Vec<u8>),
 }
 
 impl Capture {
@@ -38,7 +41,12 @@ impl Capture {
             OutputMode::Group => {
                 let (out, err) = match pool.take() {
                     Some(pair) => pair,
-                    None => (tempfile::tempfile()?, tempfile::tempfile()?),
+                    None => {
+                        let new = || {
+                            tempfile::tempfile().context("cannot create a temporary file for a job's output")
+                        };
+                        (new()?, new()?)
+                    }
                 };
                 let (o, e) = (out.try_clone()?, err.try_clone()?);
                 Ok((Capture::Files(out, err), Stdio::from(o), Stdio::from(e), None))
@@ -62,7 +70,19 @@ impl Capture {
             }
             Capture::Lines(n) => (n.load(Ordering::Relaxed), 0),
             Capture::Through => (0, 0),
+            Capture::Memory(out, err) => (out.len() as u64, err.len() as u64),
         }
+    }
+
+    /// Moves captured files into memory (other captures stay as they are).
+    fn into_memory(self) -> anyhow::Result<Capture> {
+        let Capture::Files(mut out, mut err) = self else { return Ok(self) };
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        out.rewind()?;
+        out.read_to_end(&mut o)?;
+        err.rewind()?;
+        err.read_to_end(&mut e)?;
+        Ok(Capture::Memory(o, e))
     }
 }
 
@@ -167,6 +187,9 @@ pub(crate) struct Done {
     pub(crate) lens: (u64, u64),
 }
 
+/// Outputs held for `-k` in files before further ones are held in memory.
+const HELD_IN_FILES: usize = 64;
+
 /// Prints finished jobs' output: at once, or in input order with `-k`.
 pub(crate) struct Printer {
     keep_order: bool,
@@ -194,6 +217,13 @@ impl Printer {
             }
             return Ok(());
         }
+        let done = match done {
+            Some(mut d) if index != self.next && self.waiting.len() >= HELD_IN_FILES => {
+                d.capture = d.capture.into_memory()?;
+                Some(d)
+            }
+            other => other,
+        };
         self.waiting.insert(index, done);
         while let Some(d) = self.waiting.remove(&self.next) {
             self.next += 1;
@@ -207,6 +237,13 @@ impl Printer {
 }
 
 fn print(d: Done) -> anyhow::Result<Capture> {
+    if let Capture::Memory(out, err) = &d.capture {
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        copy_tagged(&out[..], &mut lock, d.tag.as_deref())?;
+        lock.flush()?;
+        copy_tagged(&err[..], &mut std::io::stderr().lock(), d.tag.as_deref())?;
+    }
     if let Capture::Files(out, err) = &d.capture {
         let (mut out, mut err) = (out, err);
         if d.lens.0 > 0 {
