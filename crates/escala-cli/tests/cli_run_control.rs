@@ -126,7 +126,12 @@ fn halt_now_on_first_failure_exits_with_its_code_and_starts_nothing_more() {
         .assert()
         .code(0)
         .stdout("a\n");
-    escala().args(["-j1", "--halt", "soon,fail=50%", "exit 1", ":::", "a", "b", "c", "d"]).assert().code(2);
+    // With a percentage, the exit code is the percentage of all jobs that failed.
+    escala()
+        .args(["-j1", "--halt", "soon,fail=50%", "-N0", "exit 1", ":::", "a", "b", "c", "d"])
+        .assert()
+        .code(50);
+    escala().args(["-j1", "--halt", "now,fail=2", "exit {}", ":::", "1", "2", "0", "0"]).assert().code(2);
 }
 
 #[test]

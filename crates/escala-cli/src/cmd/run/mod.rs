@@ -184,7 +184,7 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(if engine.signalled {
         255
     } else {
-        engine.halt_code.unwrap_or(engine.failed.min(101) as u8)
+        engine.halt_code.unwrap_or_else(|| engine.failed_code())
     }))
 }
 

@@ -9,6 +9,16 @@ use super::{Engine, KILL_GRACE};
 use crate::config::run::{HaltOn, HaltWhen, Limit};
 
 impl Engine<'_> {
+    /// The exit code for the failures so far: their number (at most 101), or with
+    /// `--halt …=P%` their percentage of all jobs, as GNU parallel.
+    pub(crate) fn failed_code(&self) -> u8 {
+        let h = self.cfg.halt;
+        match (h.when, h.limit) {
+            (HaltWhen::Never, _) | (_, Limit::Count(_)) => self.failed.min(101) as u8,
+            (_, Limit::Percent(_)) => (self.failed * 100 / self.jobs.len().max(1)).min(100) as u8,
+        }
+    }
+
     pub(super) fn check_halt(&mut self, on: HaltOn, exitval: i32, signal: i32, display: &str) {
         let h = self.cfg.halt;
         if h.when == HaltWhen::Never || h.on != on || self.halt_code.is_some() {
@@ -26,7 +36,7 @@ impl Engine<'_> {
             (HaltOn::Success, _) => 0,
             (HaltOn::Fail, Limit::Count(1)) if exitval > 0 => exitval.min(255) as u8,
             (HaltOn::Fail, Limit::Count(1)) if signal > 0 => (128 + signal).min(255) as u8,
-            (HaltOn::Fail, _) => self.failed.min(101) as u8,
+            (HaltOn::Fail, _) => self.failed_code(),
         });
         if on == HaltOn::Fail {
             eprintln!("escala: this job failed: {display}");
