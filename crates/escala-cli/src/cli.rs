@@ -232,6 +232,8 @@ fn run_config(a: RunArgs) -> Result<RunConfig, String> {
         }
     }
     let output = match (a.line_buffer, a.ungroup) {
+        // -k needs whole jobs held back: lines can only be printed as they come out of order.
+        (true, _) if a.keep_order => runcfg::OutputMode::Group,
         (true, _) => runcfg::OutputMode::LineBuffer,
         (_, true) => runcfg::OutputMode::Ungroup,
         _ => runcfg::OutputMode::Group,

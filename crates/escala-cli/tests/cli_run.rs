@@ -103,6 +103,11 @@ fn group_keeps_each_jobs_lines_together_and_tags_prefix_them() {
 fn line_buffer_and_ungroup_pass_the_output() {
     assert_eq!(sorted(&stdout_of(&["--line-buffer", "--tag", "echo", ":::", "x", "y"])), ["x\tx", "y\ty"]);
     assert_eq!(sorted(&stdout_of(&["-u", "echo", ":::", "x", "y"])), ["x", "y"]);
+    // With -k, whole jobs in input order, even when a later one ends first.
+    assert_eq!(
+        stdout_of(&["-k", "--line-buffer", "-j2", "sleep {}; echo {}", ":::", "0.3", "0"]),
+        "0.3\n0\n"
+    );
 }
 
 #[test]
