@@ -80,9 +80,10 @@ fn timeout_kills_the_jobs_process_group_and_logs_minus_one() {
     let log = dir.path().join("log");
     let pid_file = dir.path().join("pid");
     // The job's shell starts a grandchild; the timeout must kill both (the whole group).
+    // The timeout leaves the shell ample time to write the pid first, even on a busy machine.
     let script = format!("sleep 600 & echo $! > {}; wait", pid_file.display());
     escala()
-        .args(["-N0", "--timeout", "0.3", "--joblog", log.to_str().unwrap(), &script, ":::", "x"])
+        .args(["-N0", "--timeout", "2", "--joblog", log.to_str().unwrap(), &script, ":::", "x"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("timed out"));
