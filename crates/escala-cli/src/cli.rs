@@ -34,19 +34,19 @@ struct RunArgs {
     #[arg(short = 'k', long = "keep-order")]
     keep_order: bool,
     /// Kill a job (its process group: TERM, then KILL) after SECS seconds.
-    #[arg(long, value_parser = runcfg::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = runcfg::parse_secs)]
     timeout: Option<std::time::Duration>,
     /// Run a failing job up to N times in total.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1)]
     retries: u32,
     /// Wait SECS before the first retry of a job, doubling for each further retry.
-    #[arg(long, value_parser = runcfg::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = runcfg::parse_secs)]
     retry_delay: Option<std::time::Duration>,
     /// Stop on failures or successes: now|soon,fail|success=N|P%.
-    #[arg(long, value_parser = runcfg::parse_halt)]
+    #[arg(long, value_name = "POLICY", value_parser = runcfg::parse_halt)]
     halt: Option<runcfg::Halt>,
     /// Wait at least SECS between job starts.
-    #[arg(long, value_parser = runcfg::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = runcfg::parse_secs)]
     delay: Option<std::time::Duration>,
     /// Print the commands instead of running them.
     #[arg(long)]
