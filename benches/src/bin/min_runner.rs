@@ -1,6 +1,7 @@
 //! W5's limit: the least a parallel command runner can do. Runs `COUNT` copies of a command
-//! with at most `SLOTS` at a time: `std::process::Command::spawn`, then `waitpid(-1)` for
-//! whichever ends first. No output handling, no process groups, no logging.
+//! with at most `SLOTS` at a time: `std::process::Command::spawn` (the program looked up in
+//! `PATH` once, as `escala run` does), then `waitpid(-1)` for whichever ends first. No
+//! output handling, no process groups, no logging.
 //!
 //! Usage: `min_runner COUNT SLOTS PROGRAM [ARGS…]`
 
@@ -17,6 +18,12 @@ fn main() -> ExitCode {
         eprintln!("usage: min_runner COUNT SLOTS PROGRAM [ARGS…]");
         return ExitCode::from(2);
     };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let program = std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| program.into());
+    let program = &program;
     let mut running: HashMap<i32, Child> = HashMap::new();
     let (mut started, mut failed) = (0, 0);
     while started < count || !running.is_empty() {
@@ -26,7 +33,7 @@ fn main() -> ExitCode {
                     running.insert(c.id() as i32, c);
                 }
                 Err(e) => {
-                    eprintln!("min_runner: cannot run {program}: {e}");
+                    eprintln!("min_runner: cannot run {}: {e}", program.display());
                     return ExitCode::from(2);
                 }
             }

@@ -50,19 +50,19 @@ struct RunArgs {
     #[arg(short = 'k', long = "keep-order")]
     keep_order: bool,
     /// Kill a job (its process group: TERM, then KILL) after SECS seconds.
-    #[arg(long, value_parser = runcfg::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = runcfg::parse_secs)]
     timeout: Option<std::time::Duration>,
     /// Run a failing job up to N times in total.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1)]
     retries: u32,
     /// Wait SECS before the first retry of a job, doubling for each further retry.
-    #[arg(long, value_parser = runcfg::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = runcfg::parse_secs)]
     retry_delay: Option<std::time::Duration>,
     /// Stop on failures or successes: now|soon,fail|success=N|P%.
-    #[arg(long, value_parser = runcfg::parse_halt)]
+    #[arg(long, value_name = "POLICY", value_parser = runcfg::parse_halt)]
     halt: Option<runcfg::Halt>,
     /// Wait at least SECS between job starts.
-    #[arg(long, value_parser = runcfg::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = runcfg::parse_secs)]
     delay: Option<std::time::Duration>,
     /// Print the commands instead of running them.
     #[arg(long)]
@@ -97,9 +97,30 @@ struct RunArgs {
     /// Write the library's lifecycle events to FILE, one JSON object a line.
     #[arg(long, value_name = "FILE")]
     events: Option<std::path::PathBuf>,
+    /// Draw the jobs to FILE (SVG): one lane per slot, bars coloured by outcome.
+    #[arg(long, value_name = "FILE.svg")]
+    timeline: Option<std::path::PathBuf>,
     /// Draw a progress bar on stderr (only when it is a terminal).
     #[arg(long)]
     bar: bool,
+    /// The same progress bar (it shows the jobs done and the time left).
+    #[arg(long)]
+    progress: bool,
+    /// The same progress bar (it shows the time left).
+    #[arg(long)]
+    eta: bool,
+    /// Cut stdin into blocks at line ends and give each job one block on its stdin.
+    #[arg(long)]
+    pipe: bool,
+    /// Block size for --pipe (default 1M).
+    #[arg(long, value_name = "SIZE", value_parser = runcfg::parse_size, requires = "pipe")]
+    block: Option<u64>,
+    /// Start a job only while at least SIZE of memory is available (like 500M, 2G).
+    #[arg(long, value_name = "SIZE", value_parser = runcfg::parse_size)]
+    memfree: Option<u64>,
+    /// Start a job only while the 1-minute load average is below MAX (or MAX% of the cores).
+    #[arg(long, value_name = "MAX")]
+    load: Option<String>,
     /// Read inputs from FILE (may be given several times: one source each).
     #[arg(short = 'a', long = "arg-file", value_name = "FILE")]
     arg_file: Vec<std::path::PathBuf>,
@@ -399,6 +420,8 @@ fn run_config(a: RunArgs) -> Result<RunConfig, String> {
         }
     }
     let output = match (a.line_buffer, a.ungroup) {
+        // -k needs whole jobs held back: lines can only be printed as they come out of order.
+        (true, _) if a.keep_order => runcfg::OutputMode::Group,
         (true, _) => runcfg::OutputMode::LineBuffer,
         (_, true) => runcfg::OutputMode::Ungroup,
         _ => runcfg::OutputMode::Group,
@@ -430,8 +453,12 @@ fn run_config(a: RunArgs) -> Result<RunConfig, String> {
         resume,
         results: a.results,
         events: a.events,
-        bar: a.bar,
+        timeline: a.timeline,
+        bar: a.bar || a.progress || a.eta,
         shell,
+        memfree: a.memfree,
+        pipe_block: a.pipe.then(|| a.block.unwrap_or(1 << 20).max(1)),
+        load: a.load.as_deref().map(|l| runcfg::parse_load(l, cores)).transpose()?,
     })
 }
 

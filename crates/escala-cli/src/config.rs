@@ -2,6 +2,7 @@
 //! consumes.
 
 pub(crate) mod run;
+mod values;
 
 use std::path::PathBuf;
 

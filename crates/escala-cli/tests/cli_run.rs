@@ -103,6 +103,11 @@ fn group_keeps_each_jobs_lines_together_and_tags_prefix_them() {
 fn line_buffer_and_ungroup_pass_the_output() {
     assert_eq!(sorted(&stdout_of(&["--line-buffer", "--tag", "echo", ":::", "x", "y"])), ["x\tx", "y\ty"]);
     assert_eq!(sorted(&stdout_of(&["-u", "echo", ":::", "x", "y"])), ["x", "y"]);
+    // With -k, whole jobs in input order, even when a later one ends first.
+    assert_eq!(
+        stdout_of(&["-k", "--line-buffer", "-j2", "sleep {}; echo {}", ":::", "0.3", "0"]),
+        "0.3\n0\n"
+    );
 }
 
 #[test]
@@ -177,4 +182,33 @@ fn bad_input_is_one_error_line_and_a_failure() {
 #[test]
 fn bar_draws_nothing_when_stderr_is_not_a_terminal() {
     escala().args(["--bar", "-k", "echo", ":::", "a", "b"]).assert().success().stdout("a\nb\n").stderr("");
+}
+
+#[test]
+fn pipe_cuts_stdin_into_blocks_at_line_ends() {
+    let seq: String = (1..=10).map(|i| format!("{i}\n")).collect();
+    let out = escala().args(["--pipe", "--block", "10", "-k", "wc", "-l"]).write_stdin(seq).output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "5\n4\n1\n");
+    // Jobs that never read their block still end, and nothing hangs.
+    let big: String = (1..=100_000).map(|i| format!("{i}\n")).collect();
+    escala().args(["--pipe", "--block", "100K", "true"]).write_stdin(big.clone()).assert().success();
+    let out = escala().args(["--pipe", "-k", "wc", "-l"]).write_stdin(big).output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "100000\n");
+}
+
+#[test]
+fn keep_order_behind_a_slow_job_does_not_run_out_of_file_descriptors() {
+    // Job 1 waits until job 600 has started (a FIFO), so about 595 outputs are held for -k
+    // meanwhile; with 256 descriptors, two open files per held output would not fit.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let f = fifo.display();
+    let job = format!("test {{}} -eq 1 && read x < {f}; test {{}} -eq 600 && echo go > {f}; echo {{}}");
+    let exe = env!("CARGO_BIN_EXE_escala");
+    let script = format!("ulimit -n 256 && seq 600 | timeout 120 {exe} run -k -j4 '{job}'");
+    let out = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: String = (1..=600).map(|i| format!("{i}\n")).collect();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
 }

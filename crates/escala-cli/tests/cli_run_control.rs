@@ -80,9 +80,10 @@ fn timeout_kills_the_jobs_process_group_and_logs_minus_one() {
     let log = dir.path().join("log");
     let pid_file = dir.path().join("pid");
     // The job's shell starts a grandchild; the timeout must kill both (the whole group).
+    // The timeout leaves the shell ample time to write the pid first, even on a busy machine.
     let script = format!("sleep 600 & echo $! > {}; wait", pid_file.display());
     escala()
-        .args(["-N0", "--timeout", "0.3", "--joblog", log.to_str().unwrap(), &script, ":::", "x"])
+        .args(["-N0", "--timeout", "2", "--joblog", log.to_str().unwrap(), &script, ":::", "x"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("timed out"));
@@ -126,7 +127,12 @@ fn halt_now_on_first_failure_exits_with_its_code_and_starts_nothing_more() {
         .assert()
         .code(0)
         .stdout("a\n");
-    escala().args(["-j1", "--halt", "soon,fail=50%", "exit 1", ":::", "a", "b", "c", "d"]).assert().code(2);
+    // With a percentage, the exit code is the percentage of all jobs that failed.
+    escala()
+        .args(["-j1", "--halt", "soon,fail=50%", "-N0", "exit 1", ":::", "a", "b", "c", "d"])
+        .assert()
+        .code(50);
+    escala().args(["-j1", "--halt", "now,fail=2", "exit {}", ":::", "1", "2", "0", "0"]).assert().code(2);
 }
 
 #[test]
@@ -149,3 +155,29 @@ fn events_file_has_a_start_and_a_finish_for_every_job() {
 }
 
 mod common;
+
+#[test]
+fn memfree_and_load_gates_that_hold_let_every_job_run() {
+    escala()
+        .args(["-k", "--memfree", "1k", "--load", "10000", "--progress", "echo", ":::", "a", "b"])
+        .assert()
+        .success()
+        .stdout("a\nb\n");
+    escala().args(["--memfree", "lots", "echo", ":::", "a"]).assert().failure();
+}
+
+#[test]
+fn timeline_draws_a_bar_per_job_in_its_slot_coloured_by_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("t.svg");
+    escala()
+        .args(["-j2", "--timeline", svg.to_str().unwrap(), "exit {}", ":::", "0", "0", "5", "0"])
+        .assert()
+        .code(1);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"), "{text}");
+    assert_eq!(text.matches("class=\"bar ").count(), 4);
+    assert_eq!(text.matches("class=\"bar exited\"").count(), 1, "one failed bar: {text}");
+    assert!(text.contains("\nslot 1\n") && text.contains("\nslot 2\n"));
+    assert!(!text.contains("slot 3"));
+}

@@ -1,7 +1,9 @@
-//! Settings of `escala run`, and the parsers for its option values (`-j`, `--halt`, seconds).
+//! Settings of `escala run` (the parsers of its option values are in `values.rs`).
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub(crate) use super::values::*;
 
 /// Settings of `escala run`.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -35,9 +37,17 @@ pub(crate) struct RunConfig {
     pub(crate) resume: Resume,
     pub(crate) results: Option<PathBuf>,
     pub(crate) events: Option<PathBuf>,
+    /// `--timeline FILE.svg`: a picture of the jobs per slot.
+    pub(crate) timeline: Option<PathBuf>,
     pub(crate) bar: bool,
     /// The shell for command lines with shell syntax.
     pub(crate) shell: String,
+    /// `--memfree`: bytes of memory that must be available to start a job.
+    pub(crate) memfree: Option<u64>,
+    /// `--load`: the 1-minute load average must be below this to start a job.
+    pub(crate) load: Option<f64>,
+    /// `--pipe`: stdin is cut into blocks of about this many bytes, one per job's stdin.
+    pub(crate) pipe_block: Option<u64>,
 }
 
 /// One input source.
@@ -142,178 +152,5 @@ pub(crate) enum Limit {
 impl Default for Limit {
     fn default() -> Self {
         Limit::Count(1)
-    }
-}
-
-/// Parses `--halt`: `never`, `0`, `1` (soon,fail=1), `2` (now,fail=1), or
-/// `now|soon,fail|success=N|P%`.
-pub(crate) fn parse_halt(s: &str) -> Result<Halt, String> {
-    let bad = || format!("`{s}` is not a halt policy (try `now,fail=1` or `soon,fail=20%`)");
-    match s {
-        "never" | "0" => return Ok(Halt::default()),
-        "1" => return Ok(Halt { when: HaltWhen::Soon, ..Halt::default() }),
-        "2" => return Ok(Halt { when: HaltWhen::Now, ..Halt::default() }),
-        _ => {}
-    }
-    let (when, rest) = s.split_once(',').ok_or_else(bad)?;
-    let when = match when {
-        "now" => HaltWhen::Now,
-        "soon" => HaltWhen::Soon,
-        _ => return Err(bad()),
-    };
-    let (on, n) = rest.split_once('=').ok_or_else(bad)?;
-    let on = match on {
-        "fail" => HaltOn::Fail,
-        "success" => HaltOn::Success,
-        _ => return Err(bad()),
-    };
-    let limit = match n.strip_suffix('%') {
-        Some(p) => match p.parse::<f64>() {
-            Ok(p) if p > 0.0 && p <= 100.0 => Limit::Percent(p),
-            _ => return Err(bad()),
-        },
-        None => match n.parse::<usize>() {
-            Ok(c) if c > 0 => Limit::Count(c),
-            _ => return Err(bad()),
-        },
-    };
-    Ok(Halt { when, on, limit })
-}
-
-/// Parses `-j`: `N`, `N%` of the cores, `+N` / `-N` relative to the cores, `0` (no limit).
-pub(crate) fn parse_jobs(s: &str, cores: usize) -> Result<usize, String> {
-    let bad = || format!("`{s}` is not a number of job slots (N, N%, +N, -N or 0)");
-    let num = |t: &str| t.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(bad);
-    let n = if let Some(p) = s.strip_suffix('%') {
-        (cores as f64 * num(p)? / 100.0).floor()
-    } else if let Some(p) = s.strip_prefix('+') {
-        cores as f64 + num(p)?
-    } else if let Some(p) = s.strip_prefix('-') {
-        cores as f64 - num(p)?
-    } else if num(s)? == 0.0 {
-        return Ok(usize::MAX);
-    } else {
-        num(s)?.floor()
-    };
-    Ok((n as usize).max(1))
-}
-
-/// Parses a number of seconds (`0.5`, `3`).
-pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && (0.0..=1e9).contains(&v) => Ok(Duration::from_secs_f64(v)),
-        _ => Err(format!("`{s}` is not a number of seconds")),
-    }
-}
-
-/// The bytes of a `-d` delimiter.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct DelimiterBytes(pub(crate) Vec<u8>);
-
-/// Parses `-d` for clap.
-pub(crate) fn parse_delimiter_arg(s: &str) -> Result<DelimiterBytes, String> {
-    parse_delimiter(s).map(DelimiterBytes)
-}
-
-/// Parses `-d`: a delimiter with C escapes (`\n`, `\t`, `\0`, `\\`).
-pub(crate) fn parse_delimiter(s: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            let mut b = [0; 4];
-            out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-            continue;
-        }
-        out.push(match chars.next() {
-            Some('n') => b'\n',
-            Some('t') => b'\t',
-            Some('r') => b'\r',
-            Some('0') => 0,
-            Some('\\') | None => b'\\',
-            Some(o) => return Err(format!("unknown escape `\\{o}` in the delimiter")),
-        });
-    }
-    if out.is_empty() {
-        return Err("the delimiter is empty".into());
-    }
-    Ok(out)
-}
-
-/// Splits the trailing words into the command template and the `:::` / `::::` sources.
-pub(crate) fn split_sources(words: Vec<String>) -> Result<(Vec<String>, Vec<Source>), String> {
-    let mut command = Vec::new();
-    let mut sources: Vec<Source> = Vec::new();
-    // (is a file list, linked) of the source being filled.
-    let mut current: Option<(bool, bool)> = None;
-    let mut need_file = false;
-    for w in words {
-        let sep = match w.as_str() {
-            ":::" => Some((false, false)),
-            ":::+" => Some((false, true)),
-            "::::" => Some((true, false)),
-            "::::+" => Some((true, true)),
-            _ => None,
-        };
-        match (sep, current) {
-            (Some((files, linked)), _) => {
-                if linked && sources.is_empty() && current.is_none() {
-                    return Err(format!("`{w}` links to a previous input source, and there is none"));
-                }
-                current = Some((files, linked));
-                need_file = files;
-                if !files {
-                    sources.push(Source { kind: SourceKind::Args(Vec::new()), linked });
-                }
-            }
-            (None, None) => command.push(w),
-            (None, Some((true, linked))) => {
-                sources.push(Source { kind: SourceKind::File(PathBuf::from(w)), linked });
-                need_file = false;
-                // Further files after `::::` are sources of their own.
-                current = Some((true, false));
-            }
-            (None, Some((false, _))) => {
-                if let Some(Source { kind: SourceKind::Args(v), .. }) = sources.last_mut() {
-                    v.push(w);
-                }
-            }
-        }
-    }
-    if need_file {
-        return Err("`::::` needs a file name after it".into());
-    }
-    Ok((command, sources))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jobs_forms() {
-        assert_eq!(parse_jobs("3", 2), Ok(3));
-        assert_eq!(parse_jobs("50%", 4), Ok(2));
-        assert_eq!(parse_jobs("+2", 2), Ok(4));
-        assert_eq!(parse_jobs("-5", 2), Ok(1));
-        assert_eq!(parse_jobs("0", 2), Ok(usize::MAX));
-        assert!(parse_jobs("x", 2).is_err());
-    }
-
-    #[test]
-    fn halt_forms() {
-        let h = parse_halt("now,fail=1").unwrap();
-        assert_eq!((h.when, h.on, h.limit), (HaltWhen::Now, HaltOn::Fail, Limit::Count(1)));
-        let h = parse_halt("soon,success=50%").unwrap();
-        assert_eq!((h.when, h.on, h.limit), (HaltWhen::Soon, HaltOn::Success, Limit::Percent(50.0)));
-        assert!(parse_halt("later,fail=1").is_err());
-        assert!(parse_halt("now,fail=0").is_err());
-    }
-
-    #[test]
-    fn delimiters() {
-        assert_eq!(parse_delimiter("\\n"), Ok(b"\n".to_vec()));
-        assert_eq!(parse_delimiter(","), Ok(b",".to_vec()));
-        assert!(parse_delimiter("").is_err());
     }
 }

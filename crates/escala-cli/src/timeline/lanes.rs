@@ -8,8 +8,9 @@ use super::Bar;
 /// One horizontal lane of a timeline.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Lane {
-    /// `"pid 12"` (a process unit) or `"pid 12 tid 34"` (a thread) when every bar on the
-    /// lane ran on one worker, else `"slot N"`.
+    /// `"pid 12"` (a process unit), `"pid 12 tid 34"` (a thread) or `"slot 3"` (pid 0: a
+    /// job slot of `escala run`) when every bar on the lane ran on one worker, else
+    /// `"slot N"`.
     pub(crate) label: String,
     /// Indices into the timeline's bars.
     pub(crate) bars: Vec<usize>,
@@ -48,6 +49,8 @@ pub(crate) fn assign_lanes(bars: &[Bar]) -> Vec<Lane> {
         let unit = bars[lane.bars[0]].unit.as_str();
         let own_process = matches!(unit, "process" | "daemon-process" | "command");
         lane.label = match lane.workers.as_slice() {
+            // No pid: the worker is a job slot (`escala run`), numbered by its tid field.
+            [(0, slot)] => format!("slot {slot}"),
             [w] if lanes_of[w] > 1 => format!("slot {}", n + 1),
             [(pid, _)] if own_process => format!("pid {pid}"),
             [(pid, tid)] => format!("pid {pid} tid {tid}"),

@@ -25,7 +25,7 @@ pub(crate) fn colour(outcome: &str) -> &'static str {
         "panicked" => "#8e24aa",
         "timed-out" => "#f9a825",
         "cancelled" => "#9e9e9e",
-        "worker-lost" => "#c62828",
+        "worker-lost" | "killed" => "#c62828",
         "retried" => "#ffb74d",
         "running" => "#64b5f6",
         _ => "#5d4037",

@@ -208,8 +208,10 @@ impl Command {
         // Ok: already spawned here; Err: the watcher thread spawns it. The command (and our
         // copies of its stdio) is dropped right after the spawn, so a pipe reader sees EOF
         // when the child exits.
+        // Nothing ties a child that need not die with us to a thread: start it here too.
+        let here = here || !die_with_parent;
         let pre = if here { Ok(spawn_into(&units.1, &slot, &mut inner, tail, &what)) } else { Err(inner) };
-        let h = launch(units, daemon, grace, slot.clone(), move |c, slot, started| {
+        let h = launch(units, (daemon, grace, !here), slot.clone(), move |c, slot, started| {
             let spawned = match pre {
                 Ok(spawned) => spawned,
                 Err(mut inner) => spawn_into(&c, slot, &mut inner, tail, &what),

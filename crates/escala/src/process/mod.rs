@@ -8,14 +8,15 @@
 //! reply frame (see `frame.rs`). A watcher thread per unit owns the child: it reads the
 //! reply, reaps the child and resolves the handle; a child that dies without replying
 //! resolves as [`crate::ErrorKind::WorkerLost`] with the signal's name or the exit code.
-//! Children get `PR_SET_PDEATHSIG` (tied to the watcher thread, which lives exactly as long
-//! as the child), so they die with the parent.
+//! Children get `PR_SET_PDEATHSIG` (tied to the watcher thread, which lives at least as long
+//! as the child; idle watchers are reused, see `watcher.rs`), so they die with the parent.
 
 pub(crate) mod child;
 mod command;
 pub(crate) mod frame;
 mod slot;
 pub(crate) mod sys;
+mod watcher;
 mod zygote;
 
 use std::collections::VecDeque;
@@ -223,15 +224,19 @@ impl Builder {
         };
         let decode = |bytes: &[u8]| task::decode::<K::Output>(bytes);
         let (max, tail) = (self.max_frame, self.stderr_tail);
-        let h =
-            launch((handle, completer), self.daemon, self.grace, slot.clone(), move |c, slot, started| {
+        let h = launch(
+            (handle, completer),
+            (self.daemon, self.grace, true),
+            slot.clone(),
+            move |c, slot, started| {
                 let mut cmd = reexec_command(ChildMode::Unit, max);
                 let forkable = own.is_none();
                 if let Some(own) = own {
                     own.apply(&mut cmd);
                 }
                 run_child(c, slot, started, Job { req, cmd, decode, forkable }, tail, max);
-            });
+            },
+        );
         (h, slot)
     }
 }
@@ -281,8 +286,7 @@ impl Started {
 /// the child has started — or failed to, in which case the handle is already resolved.
 pub(crate) fn launch<T, B>(
     (handle, completer): (Handle<T>, Completer<T>),
-    daemon: bool,
-    grace: Duration,
+    (daemon, grace, wait_start): (bool, Duration, bool),
     slot: Arc<ChildSlot>,
     body: B,
 ) -> Handle<T>
@@ -309,14 +313,14 @@ where
         grace: Some(grace),
     });
     let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
-    let watcher =
-        std::thread::Builder::new().name(format!("escala-watch-{}", handle.id().0)).spawn(move || {
-            let _ended = ended_tx;
-            body(completer, &slot, Started(started_tx));
-        });
+    let watcher = watcher::run(Box::new(move || {
+        let _ended = ended_tx;
+        body(completer, &slot, Started(started_tx));
+    }));
     match watcher {
         // Err: the watcher ended before the child started; the handle has its outcome.
-        Ok(_) => drop(started_rx.recv()),
+        Ok(_) if wait_start => drop(started_rx.recv()),
+        Ok(_) => {}
         // The closure, and the completer in it, were dropped: the handle resolved.
         Err(e) => tracing::error!("could not start a watcher thread: {e}"),
     }

@@ -39,6 +39,35 @@ pub(crate) fn job_args(cfg: &RunConfig) -> anyhow::Result<Vec<Vec<String>>> {
     Ok(pack(records, cfg.packing, cfg.jobs))
 }
 
+/// `--pipe`: stdin cut into blocks of at most `block` bytes at line ends (a longer line is a
+/// block of its own), as GNU parallel does.
+pub(crate) fn pipe_blocks(block: u64) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    std::io::stdin().lock().read_to_end(&mut bytes).context("cannot read stdin")?;
+    Ok(cut_blocks(&bytes, block as usize))
+}
+
+fn cut_blocks(bytes: &[u8], block: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < bytes.len() {
+        let limit = start.saturating_add(block);
+        let end = if limit >= bytes.len() {
+            bytes.len()
+        } else {
+            match bytes[start..limit].iter().rposition(|&b| b == b'\n') {
+                Some(i) => start + i + 1,
+                None => {
+                    bytes[limit..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| limit + i + 1)
+                }
+            }
+        };
+        out.push(bytes[start..end].to_vec());
+        start = end;
+    }
+    out
+}
+
 fn read_stdin(delim: &Delimiter, used: &mut bool) -> anyhow::Result<Vec<String>> {
     if std::mem::replace(used, true) {
         return Ok(Vec::new());
@@ -158,6 +187,15 @@ mod tests {
         assert_eq!(l, vec![s(&["a", "1"]), s(&["b", "2"]), s(&["c", "1"])]);
         let plus = combine(vec![s(&["a", "b", "c"]), s(&["1", "2"])], &[false, true], false);
         assert_eq!(plus, vec![s(&["a", "1"]), s(&["b", "2"])]);
+    }
+
+    #[test]
+    fn blocks_end_at_line_ends_like_gnu_parallels() {
+        let seq: Vec<u8> = (1..=10).map(|i| format!("{i}\n")).collect::<String>().into_bytes();
+        let lines: Vec<usize> =
+            cut_blocks(&seq, 10).iter().map(|b| b.iter().filter(|&&c| c == b'\n').count()).collect();
+        assert_eq!(lines, [5, 4, 1]);
+        assert_eq!(cut_blocks(b"long line\nx\n", 3), [b"long line\n".to_vec(), b"x\n".to_vec()]);
     }
 
     #[test]

@@ -6,11 +6,13 @@
 
 mod engine;
 mod exit_status;
+mod gate;
 mod inputs;
 mod joblog;
 mod output;
 mod programs;
 mod template;
+mod timeline;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -24,10 +26,11 @@ use joblog::{Entry, Joblog};
 use output::{Done, Printer};
 use template::{Template, Vars};
 
-/// One job: its sequence number (from 1) and its arguments.
+/// One job: its sequence number (from 1), its arguments, and with `--pipe` its stdin.
 pub(crate) struct Job {
     pub(crate) seq: usize,
     pub(crate) args: Vec<String>,
+    pub(crate) input: Option<std::sync::Arc<[u8]>>,
 }
 
 /// A job that ended for good (after its retries).
@@ -35,6 +38,8 @@ pub(crate) struct Report<'a> {
     /// Position in input order (from 0).
     pub(crate) index: usize,
     pub(crate) seq: usize,
+    /// The job slot it ran in (from 1).
+    pub(crate) slot: usize,
     pub(crate) start: f64,
     pub(crate) runtime: f64,
     pub(crate) receive: u64,
@@ -64,8 +69,18 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
     let template = Template::parse(&cfg.command);
-    let jobs: Vec<Job> =
-        inputs::job_args(cfg)?.into_iter().enumerate().map(|(i, args)| Job { seq: i + 1, args }).collect();
+    let jobs: Vec<Job> = match cfg.pipe_block {
+        Some(block) => inputs::pipe_blocks(block)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| Job { seq: i + 1, args: Vec::new(), input: Some(b.into()) })
+            .collect(),
+        None => inputs::job_args(cfg)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, args)| Job { seq: i + 1, args, input: None })
+            .collect(),
+    };
     if cfg.dry_run {
         let mut out = std::io::stdout().lock();
         let context = matches!(cfg.packing, crate::config::run::Packing::Context(_));
@@ -124,6 +139,7 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
             }
         })
         .context("cannot start the signal thread")?;
+    let mut bars = Vec::new();
     let result = engine.run(&mut |r: Report<'_>| {
         if let Some(log) = log.as_mut() {
             log.write(&Entry {
@@ -135,6 +151,17 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
                 signal: r.signal,
                 command: r.command,
             })?;
+        }
+        if cfg.timeline.is_some() {
+            bars.push(timeline::Bar {
+                slot: r.slot,
+                seq: r.seq,
+                start: r.start,
+                runtime: r.runtime,
+                exitval: r.exitval,
+                signal: r.signal,
+                command: r.command.to_string(),
+            });
         }
         bar.suspend(|| printer.finished(r.index, Some(r.done), &files))?;
         bar.inc(1);
@@ -150,11 +177,14 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
         w.flush().context("cannot write the events file")?;
     }
     result?;
+    if let Some(path) = &cfg.timeline {
+        timeline::write(path, &bars)?;
+    }
     std::io::stdout().flush()?;
     Ok(ExitCode::from(if engine.signalled {
         255
     } else {
-        engine.halt_code.unwrap_or(engine.failed.min(101) as u8)
+        engine.halt_code.unwrap_or_else(|| engine.failed_code())
     }))
 }
 

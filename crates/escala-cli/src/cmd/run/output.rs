@@ -25,6 +25,9 @@ pub(crate) enum Capture {
     Lines(Arc<AtomicU64>),
     /// Inherited.
     Through,
+    /// Read back into memory: output held for `-k` behind many others, so that waiting
+    /// jobs do not hold two file descriptors each.
+    Memory(Vec<u8>, Vec<u8>),
 }
 
 impl Capture {
@@ -38,7 +41,12 @@ impl Capture {
             OutputMode::Group => {
                 let (out, err) = match pool.take() {
                     Some(pair) => pair,
-                    None => (tempfile::tempfile()?, tempfile::tempfile()?),
+                    None => {
+                        let new = || {
+                            tempfile::tempfile().context("cannot create a temporary file for a job's output")
+                        };
+                        (new()?, new()?)
+                    }
                 };
                 let (o, e) = (out.try_clone()?, err.try_clone()?);
                 Ok((Capture::Files(out, err), Stdio::from(o), Stdio::from(e), None))
@@ -53,13 +61,28 @@ impl Capture {
         }
     }
 
-    /// Bytes the job wrote to stdout (not known with `-u`).
-    pub(crate) fn stdout_len(&self) -> u64 {
+    /// Bytes the job wrote to stdout and to stderr (stderr is counted only in files;
+    /// neither with `-u`).
+    pub(crate) fn lens(&self) -> (u64, u64) {
         match self {
-            Capture::Files(out, _) => out.metadata().map_or(0, |m| m.len()),
-            Capture::Lines(n) => n.load(Ordering::Relaxed),
-            Capture::Through => 0,
+            Capture::Files(out, err) => {
+                (out.metadata().map_or(0, |m| m.len()), err.metadata().map_or(0, |m| m.len()))
+            }
+            Capture::Lines(n) => (n.load(Ordering::Relaxed), 0),
+            Capture::Through => (0, 0),
+            Capture::Memory(out, err) => (out.len() as u64, err.len() as u64),
         }
+    }
+
+    /// Moves captured files into memory (other captures stay as they are).
+    fn into_memory(self) -> anyhow::Result<Capture> {
+        let Capture::Files(mut out, mut err) = self else { return Ok(self) };
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        out.rewind()?;
+        out.read_to_end(&mut o)?;
+        err.rewind()?;
+        err.read_to_end(&mut e)?;
+        Ok(Capture::Memory(o, e))
     }
 }
 
@@ -67,6 +90,19 @@ impl Capture {
 fn pipe() -> anyhow::Result<(File, File)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")?;
     Ok((File::from(r), File::from(w)))
+}
+
+/// A job's stdin for `--pipe`: a pipe that a thread fills with `data`, then closes.
+pub(crate) fn feed(data: Arc<[u8]>) -> anyhow::Result<Stdio> {
+    let (r, mut w) = pipe()?;
+    std::thread::Builder::new()
+        .name("escala-feed".into())
+        .spawn(move || {
+            // A job that stops reading ends this write with EPIPE; that is its business.
+            let _ = w.write_all(&data);
+        })
+        .context("cannot start a thread for a job's input")?;
+    Ok(Stdio::from(r))
 }
 
 /// Emptied temporary files, kept for the next jobs' output (shared by the scheduler, which
@@ -79,12 +115,13 @@ impl FilePool {
         self.0.borrow_mut().pop()
     }
 
-    /// Empties a job's files and keeps them (a few at most).
-    pub(crate) fn put(&self, capture: Capture) {
+    /// Empties a job's files (holding `lens` bytes) and keeps them (a few at most).
+    pub(crate) fn put(&self, capture: Capture, lens: (u64, u64)) {
         let mut files = self.0.borrow_mut();
         let Capture::Files(mut out, mut err) = capture else { return };
-        let emptied =
-            out.set_len(0).and_then(|_| err.set_len(0)).and_then(|_| out.rewind()).and_then(|_| err.rewind());
+        let empty =
+            |f: &mut File, len: u64| if len == 0 { Ok(()) } else { f.set_len(0).and_then(|_| f.rewind()) };
+        let emptied = empty(&mut out, lens.0).and_then(|_| empty(&mut err, lens.1));
         if files.len() < 64 && emptied.is_ok() {
             files.push((out, err));
         }
@@ -146,7 +183,12 @@ pub(crate) fn line_reader(
 pub(crate) struct Done {
     pub(crate) capture: Capture,
     pub(crate) tag: Option<String>,
+    /// Bytes in the captured stdout and stderr.
+    pub(crate) lens: (u64, u64),
 }
+
+/// Outputs held for `-k` in files before further ones are held in memory.
+const HELD_IN_FILES: usize = 64;
 
 /// Prints finished jobs' output: at once, or in input order with `-k`.
 pub(crate) struct Printer {
@@ -170,15 +212,24 @@ impl Printer {
     ) -> anyhow::Result<()> {
         if !self.keep_order {
             if let Some(d) = done {
-                pool.put(print(d)?);
+                let lens = d.lens;
+                pool.put(print(d)?, lens);
             }
             return Ok(());
         }
+        let done = match done {
+            Some(mut d) if index != self.next && self.waiting.len() >= HELD_IN_FILES => {
+                d.capture = d.capture.into_memory()?;
+                Some(d)
+            }
+            other => other,
+        };
         self.waiting.insert(index, done);
         while let Some(d) = self.waiting.remove(&self.next) {
             self.next += 1;
             if let Some(d) = d {
-                pool.put(print(d)?);
+                let lens = d.lens;
+                pool.put(print(d)?, lens);
             }
         }
         Ok(())
@@ -186,17 +237,24 @@ impl Printer {
 }
 
 fn print(d: Done) -> anyhow::Result<Capture> {
+    if let Capture::Memory(out, err) = &d.capture {
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        copy_tagged(&out[..], &mut lock, d.tag.as_deref())?;
+        lock.flush()?;
+        copy_tagged(&err[..], &mut std::io::stderr().lock(), d.tag.as_deref())?;
+    }
     if let Capture::Files(out, err) = &d.capture {
         let (mut out, mut err) = (out, err);
-        out.rewind()?;
-        err.rewind()?;
-        if out.metadata()?.len() > 0 {
+        if d.lens.0 > 0 {
+            out.rewind()?;
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
             copy_tagged(&mut out, &mut lock, d.tag.as_deref())?;
             lock.flush()?;
         }
-        if err.metadata()?.len() > 0 {
+        if d.lens.1 > 0 {
+            err.rewind()?;
             copy_tagged(&mut err, &mut std::io::stderr().lock(), d.tag.as_deref())?;
         }
     }

@@ -1,5 +1,8 @@
 //! The scheduler: starts each job as an escala command unit in its own process group, one per
-//! free slot, and handles their ends, timeouts, retries, `--halt`, `--delay` and SIGINT/SIGTERM.
+//! free slot, and handles their ends, retries, `--delay` and the start gates; `stopping.rs`
+//! stops jobs (timeouts, `--halt`, SIGINT/SIGTERM).
+
+mod stopping;
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -10,11 +13,12 @@ use escala::process::{Command, Signaller};
 use nix::sys::signal::Signal;
 
 use super::exit_status::exit_status;
+use super::gate::{self, Gate};
 use super::output::{self, Capture, Done, FilePool};
 use super::programs::Programs;
 use super::template::{Rendered, Template, Vars};
 use super::{Job, Report};
-use crate::config::run::{HaltOn, HaltWhen, Limit, Packing, RunConfig};
+use crate::config::run::{HaltOn, Packing, RunConfig};
 
 /// Time between SIGTERM and SIGKILL when escala stops a job.
 const KILL_GRACE: Duration = Duration::from_millis(500);
@@ -61,8 +65,19 @@ pub(crate) struct Engine<'a> {
     /// Set when `--halt` stopped the run: the exit code it asks for.
     pub(crate) halt_code: Option<u8>,
     programs: Programs,
+    gate: Gate,
     /// Temporary files to reuse for captured output.
     files: FilePool,
+}
+
+/// A run that ends early (an error, a broken pipe) leaves no job behind: jobs do not die
+/// with escala by themselves.
+impl Drop for Engine<'_> {
+    fn drop(&mut self) {
+        for r in self.slots.iter().flatten() {
+            r.signaller.signal(Signal::SIGKILL);
+        }
+    }
 }
 
 impl<'a> Engine<'a> {
@@ -90,6 +105,7 @@ impl<'a> Engine<'a> {
             succeeded: 0,
             halt_code: None,
             programs: Programs::default(),
+            gate: Gate { memfree: cfg.memfree, load: cfg.load },
             files,
         }
     }
@@ -136,6 +152,9 @@ impl<'a> Engine<'a> {
             let Some(pos) = self.queue.iter().position(|(_, _, due)| due.is_none_or(|d| d <= now)) else {
                 return Ok(self.queue.iter().filter_map(|q| q.2).min());
             };
+            if !self.gate.open() {
+                return Ok(Some(now + gate::RECHECK));
+            }
             if let (Some(d), Some(last)) = (self.cfg.delay, self.last_start) {
                 if last + d > now {
                     return Ok(Some(last + d));
@@ -167,7 +186,10 @@ impl<'a> Engine<'a> {
             .process_group(true)
             // Stopped by this loop (signals, halt, timeouts), so it may start by vfork.
             .die_with_parent(false)
-            .stdin(std::process::Stdio::null())
+            .stdin(match &j.input {
+                Some(data) => output::feed(data.clone())?,
+                None => std::process::Stdio::null(),
+            })
             .stdout(out)
             .stderr(err)
             .env("PARALLEL_SEQ", j.seq.to_string())
@@ -240,7 +262,7 @@ impl<'a> Engine<'a> {
         if let Some(dir) = &self.cfg.results {
             output::save_results(dir, &job.args, job.seq, &r.capture)?;
         }
-        let receive = r.capture.stdout_len();
+        let lens = r.capture.lens();
         let tag = self.cfg.tag.as_deref().map(|t| {
             Template::render_text(
                 t,
@@ -251,13 +273,14 @@ impl<'a> Engine<'a> {
         report(Report {
             index: r.job,
             seq: job.seq,
+            slot: slot + 1,
             start: r.start_unix,
             runtime,
-            receive,
+            receive: lens.0,
             exitval,
             signal,
             command: &display,
-            done: Done { capture: r.capture, tag },
+            done: Done { capture: r.capture, tag, lens },
         })?;
         if !ok {
             self.check_halt(HaltOn::Fail, exitval, signal, &display);
@@ -265,70 +288,5 @@ impl<'a> Engine<'a> {
             self.check_halt(HaltOn::Success, 0, 0, &display);
         }
         Ok(())
-    }
-
-    fn check_halt(&mut self, on: HaltOn, exitval: i32, signal: i32, display: &str) {
-        let h = self.cfg.halt;
-        if h.when == HaltWhen::Never || h.on != on || self.halt_code.is_some() {
-            return;
-        }
-        let count = if on == HaltOn::Fail { self.failed } else { self.succeeded };
-        let hit = match h.limit {
-            Limit::Count(n) => count >= n,
-            Limit::Percent(p) => count as f64 * 100.0 >= p * self.jobs.len() as f64,
-        };
-        if !hit {
-            return;
-        }
-        self.halt_code = Some(match (on, h.limit) {
-            (HaltOn::Success, _) => 0,
-            (HaltOn::Fail, Limit::Count(1)) if exitval > 0 => exitval.min(255) as u8,
-            (HaltOn::Fail, Limit::Count(1)) if signal > 0 => (128 + signal).min(255) as u8,
-            (HaltOn::Fail, _) => self.failed.min(101) as u8,
-        });
-        if on == HaltOn::Fail {
-            eprintln!("escala: this job failed: {display}");
-        }
-        self.stopping = true;
-        if h.when == HaltWhen::Now {
-            self.stop_all();
-        }
-    }
-
-    /// Stops every running job and starts no more.
-    fn stop_all(&mut self) {
-        self.stopping = true;
-        for slot in 0..self.slots.len() {
-            self.stop(slot);
-        }
-    }
-
-    /// Sends SIGTERM to the job's process group; SIGKILL follows after a grace period.
-    fn stop(&mut self, slot: usize) {
-        let Some(r) = self.slots[slot].as_mut() else { return };
-        if !r.stopped {
-            r.stopped = true;
-            r.deadline = None;
-            r.signaller.signal(Signal::SIGTERM);
-            r.kill_at = Some(Instant::now() + KILL_GRACE);
-        }
-    }
-
-    fn check_timers(&mut self) {
-        let now = Instant::now();
-        for slot in 0..self.slots.len() {
-            let Some(r) = self.slots[slot].as_mut() else { continue };
-            if r.kill_at.is_some_and(|t| t <= now) {
-                r.kill_at = None;
-                r.signaller.signal(Signal::SIGKILL);
-            }
-            if r.deadline.is_some_and(|t| t <= now) {
-                eprintln!(
-                    "escala: warning: this job was killed because it timed out: {}",
-                    r.command.display()
-                );
-                self.stop(slot);
-            }
-        }
     }
 }
