@@ -48,6 +48,7 @@
 //!
 //! The key layout and the task state machine are in `src/README.md`.
 
+mod build;
 mod conn;
 mod error;
 mod executor;

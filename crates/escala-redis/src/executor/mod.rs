@@ -255,8 +255,11 @@ impl Executor for RedisExecutor {
     fn submit_task<K: Task>(&self, call: Call<K>) -> Handle<K::Output> {
         match remote::encode(call.args()) {
             Ok(args) => {
-                let job =
-                    Job::Task { name: K::NAME.to_string(), build: remote::build_id().to_string(), args };
+                let job = Job::Task {
+                    name: K::NAME.to_string(),
+                    build: crate::build::build_id().to_string(),
+                    args,
+                };
                 self.submit_job(K::NAME, job)
             }
             Err(e) => {

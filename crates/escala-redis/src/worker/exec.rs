@@ -78,10 +78,10 @@ fn process(shared: &Shared, d: &Delivery) -> Commit {
     }
     let outcome = match &env.job {
         Job::Task { name, build, args } => {
-            if build != remote::build_id() {
+            if build != crate::build::build_id() {
                 let why = format!(
-                    "task `{name}` comes from build `{build}`, but this worker is build `{}`; run workers from the same binary as the caller",
-                    remote::build_id()
+                    "task `{name}` comes from build `{build}`, but this worker is build `{}`; run workers from an identical copy of the caller's binary",
+                    crate::build::build_id()
                 );
                 return refuse(shared, e, &env, d.attempt, why);
             }
