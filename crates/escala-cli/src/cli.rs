@@ -94,6 +94,13 @@ struct RunArgs {
     /// Save each job's stdout, stderr and seq under DIR/1/ARG1/2/ARG2/….
     #[arg(long, value_name = "DIR")]
     results: Option<std::path::PathBuf>,
+    /// Send the jobs to `escala worker`s through this Redis server instead of running them
+    /// here (redis://[user:password@]host:port[/db]).
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// With --redis: the queue the workers take jobs from.
+    #[arg(long, value_name = "Q", default_value = "default", requires = "redis")]
+    queue: String,
     /// Write the library's lifecycle events to FILE, one JSON object a line.
     #[arg(long, value_name = "FILE")]
     events: Option<std::path::PathBuf>,
@@ -458,6 +465,7 @@ fn run_config(a: RunArgs) -> Result<RunConfig, String> {
         shell,
         memfree: a.memfree,
         pipe_block: a.pipe.then(|| a.block.unwrap_or(1 << 20).max(1)),
+        redis: a.redis.map(|url| runcfg::Remote { url, queue: a.queue }),
         load: a.load.as_deref().map(|l| runcfg::parse_load(l, cores)).transpose()?,
     })
 }

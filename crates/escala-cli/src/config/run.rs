@@ -48,6 +48,15 @@ pub(crate) struct RunConfig {
     pub(crate) load: Option<f64>,
     /// `--pipe`: stdin is cut into blocks of about this many bytes, one per job's stdin.
     pub(crate) pipe_block: Option<u64>,
+    /// `--redis URL --queue Q`: the jobs run on `escala worker`s, not here.
+    pub(crate) redis: Option<Remote>,
+}
+
+/// Where `--redis` sends the jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Remote {
+    pub(crate) url: String,
+    pub(crate) queue: String,
 }
 
 /// One input source.

@@ -11,6 +11,7 @@ mod inputs;
 mod joblog;
 mod output;
 mod programs;
+mod remote;
 mod template;
 mod timeline;
 
@@ -89,6 +90,9 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", template.render(&vars, context).display())?;
         }
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(r) = &cfg.redis {
+        return remote::run(cfg, r, &template, &jobs);
     }
     let skip = match (&cfg.joblog, cfg.resume) {
         (Some(p), r) if r != Resume::No => joblog::skip_set(p, r)?,
