@@ -64,6 +64,8 @@ pub(crate) struct Control {
     pub(crate) sd_notify: bool,
     /// Held by every output thread: all have written their last line when it disconnects.
     flushed: (Sender<()>, Receiver<()>),
+    /// Events of the message being handled, emitted once it is.
+    pending: Vec<SupervisorEvent>,
     next_id: u64,
     services: Vec<Svc>,
     stopping: bool,
@@ -81,6 +83,7 @@ impl Control {
             exit_on_failure: false,
             sd_notify: false,
             flushed: crossbeam_channel::bounded(0),
+            pending: Vec::new(),
             next_id: 1,
             services: Vec::new(),
             stopping: false,
@@ -96,6 +99,7 @@ impl Control {
             self.services.push(Svc::new(spec));
         }
         self.start_ready_services();
+        self.flush_events();
         loop {
             if self.finished() {
                 break;
@@ -115,7 +119,9 @@ impl Control {
                 Some(m) => self.handle(m),
                 None => self.fire_timers(Instant::now()),
             }
+            self.flush_events();
         }
+        self.flush_events();
         let _ = std::fs::remove_dir_all(&self.dir);
         // Every worker is gone; its output is written unless a process that escaped its
         // group still holds the pipe: wait for that a bounded time only.
@@ -198,8 +204,16 @@ impl Control {
         }
     }
 
-    fn emit(&self, ev: SupervisorEvent) {
-        self.shared.emit(ev);
+    /// Queues an event; hooks and subscribers get it once the current message is handled,
+    /// so a restart never waits for a hook.
+    fn emit(&mut self, ev: SupervisorEvent) {
+        self.pending.push(ev);
+    }
+
+    fn flush_events(&mut self) {
+        for ev in std::mem::take(&mut self.pending) {
+            self.shared.emit(ev);
+        }
     }
 
     /// Starts worker `wi` of service `si` as its current worker (or as the incoming one).
