@@ -3,11 +3,12 @@
 //! returns), a worker is ready, stop, reload, restart, status — and to its own timers
 //! (a delayed restart, a stop timeout), waiting on its channel until the nearest one.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use nix::sys::signal::Signal;
 
 use super::event::{Reload, ServiceState, ServiceStatus, SupervisorEvent, WorkerStatus};
@@ -18,6 +19,28 @@ use super::{Shared, SuperviseError};
 
 mod rollout;
 mod workers;
+
+/// The control thread's inbox: a channel, and an eventfd that wakes its `poll`.
+#[derive(Clone)]
+pub(crate) struct Mailbox {
+    tx: Sender<Msg>,
+    wake: Arc<OwnedFd>,
+}
+
+impl Mailbox {
+    pub(crate) fn new() -> std::io::Result<(Mailbox, Receiver<Msg>)> {
+        use rustix::event::{EventfdFlags, eventfd};
+        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Ok((Mailbox { tx, wake: Arc::new(wake) }, rx))
+    }
+
+    pub(crate) fn send(&self, msg: Msg) -> Result<(), crossbeam_channel::SendError<Msg>> {
+        self.tx.send(msg)?;
+        let _ = rustix::io::write(&*self.wake, &1u64.to_ne_bytes());
+        Ok(())
+    }
+}
 
 pub(crate) enum Msg {
     Exited { id: u64, exit: WorkerExit },
@@ -59,7 +82,7 @@ struct Svc {
 }
 
 pub(crate) struct Control {
-    pub(crate) tx: Sender<Msg>,
+    pub(crate) tx: Mailbox,
     pub(crate) rx: Receiver<Msg>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) dir: PathBuf,
@@ -77,7 +100,7 @@ pub(crate) struct Control {
 }
 
 impl Control {
-    pub(crate) fn new(tx: Sender<Msg>, rx: Receiver<Msg>, shared: Arc<Shared>, dir: PathBuf) -> Control {
+    pub(crate) fn new(tx: Mailbox, rx: Receiver<Msg>, shared: Arc<Shared>, dir: PathBuf) -> Control {
         Control {
             tx,
             rx,
@@ -104,24 +127,15 @@ impl Control {
         self.start_ready_services();
         self.flush_events();
         loop {
+            while let Ok(m) = self.rx.try_recv() {
+                self.handle(m);
+            }
+            self.flush_events();
             if self.finished() {
                 break;
             }
-            let msg = match self.next_deadline() {
-                Some(at) => match self.rx.recv_deadline(at) {
-                    Ok(m) => Some(m),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match self.rx.recv() {
-                    Ok(m) => Some(m),
-                    Err(_) => break,
-                },
-            };
-            match msg {
-                Some(m) => self.handle(m),
-                None => self.fire_timers(Instant::now()),
-            }
+            self.wait_for_something();
+            self.fire_timers(Instant::now());
             self.flush_events();
         }
         self.flush_events();
@@ -132,6 +146,62 @@ impl Control {
         drop(tx);
         let _ = rx.recv_timeout(Duration::from_secs(1));
         self.failed
+    }
+
+    /// Sleeps in `poll` until a message, a command worker's death (its pidfd) or the
+    /// nearest timer; handles the deaths it sees.
+    fn wait_for_something(&mut self) {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let timeout = self.next_deadline().map(|at| at.saturating_duration_since(Instant::now()));
+        let timeout = timeout.and_then(|d| Timespec::try_from(d).ok());
+        let mut ids = Vec::new();
+        let dead: Vec<u64> = {
+            let mut fds = vec![PollFd::new(&*self.tx.wake, PollFlags::IN)];
+            for w in self.workers() {
+                if let Some(fd) = &w.run.pidfd {
+                    fds.push(PollFd::new(fd, PollFlags::IN));
+                    ids.push(w.run.id);
+                }
+            }
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => return,
+                Err(e) => {
+                    tracing::error!("supervisor poll failed: {e}");
+                    return;
+                }
+            }
+            if !fds[0].revents().is_empty() {
+                let mut buf = [0u8; 8];
+                let _ = rustix::io::read(&*self.tx.wake, &mut buf);
+            }
+            fds[1..].iter().zip(&ids).filter(|(fd, _)| !fd.revents().is_empty()).map(|(_, id)| *id).collect()
+        };
+        for id in dead {
+            self.died_by_pidfd(id);
+        }
+    }
+
+    /// A command worker's pidfd is readable: it has exited. Handles the death now, from
+    /// its status read without reaping; the watcher's later message finds no worker. If the
+    /// watcher reaped first, that message is the one to wait for.
+    fn died_by_pidfd(&mut self, id: u64) {
+        let Some((si, wi, which)) = self.find(id) else { return };
+        let w = match which {
+            Which::Current => self.services[si].slots[wi].current.as_mut(),
+            Which::Incoming => self.services[si].slots[wi].incoming.as_mut(),
+            Which::Retiring => self.services[si].retiring.get_mut(wi),
+        };
+        let Some(fd) = w.and_then(|w| w.run.pidfd.take()) else { return };
+        if let Some(reason) = crate::process::sys::exit_of(fd.as_fd()) {
+            self.exited(id, WorkerExit::from_reason(reason));
+        }
+    }
+
+    fn workers(&self) -> impl Iterator<Item = &Worker> {
+        self.services.iter().flat_map(|s| {
+            s.slots.iter().flat_map(|w| w.current.iter().chain(w.incoming.iter())).chain(s.retiring.iter())
+        })
     }
 
     fn finished(&self) -> bool {
