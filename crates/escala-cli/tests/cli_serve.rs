@@ -335,3 +335,25 @@ fn sd_notify_ready_and_stopping_reach_the_manager_but_not_the_workers() {
     assert_eq!(&buf[..n], b"STOPPING=1");
     assert_eq!(s.exit_code().0, Some(0));
 }
+
+#[test]
+fn output_goes_to_a_rotated_log_file_and_nothing_left_to_run_exits_0() {
+    let d = Dir::new("log");
+    let f = d.write(
+        "s.toml",
+        "[services.w]\ncommand = \"for i in $(seq 10 59); do echo line-$i; done\"\nrestart = \"never\"\n\
+         log = { file = \"logs/w.log\", max_size = 300, keep = 1 }\n",
+    );
+    let s = Server::start(&f, &d.socket());
+    let (code, log) = s.exit_code();
+    assert_eq!(code, Some(0), "{log:#?}");
+    let (old, new) = (
+        std::fs::read_to_string(d.0.join("logs/w.log.1")).unwrap(),
+        std::fs::read_to_string(d.0.join("logs/w.log")).unwrap(),
+    );
+    assert!(old.len() <= 300 && new.len() <= 300, "rotated at 300 bytes");
+    assert!(!d.0.join("logs/w.log.2").exists(), "keep = 1");
+    let lines: Vec<&str> = old.lines().chain(new.lines()).collect();
+    assert_eq!(lines.last(), Some(&"w[0] line-59"));
+    assert!(lines.iter().all(|l| l.starts_with("w[0] line-")), "{lines:?}");
+}

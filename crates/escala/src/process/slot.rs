@@ -98,6 +98,16 @@ impl ChildSlot {
         }
     }
 
+    /// A pidfd for the child, opened under the lock while it is not reaped (so it is the
+    /// child, never a recycled pid).
+    pub(crate) fn pidfd(&self) -> Option<std::os::fd::OwnedFd> {
+        let s = self.lock();
+        match (&s.child, s.status) {
+            (Some(ch), None) => sys::pidfd(ch.id()).ok(),
+            _ => None,
+        }
+    }
+
     /// Reaps the child (it has exited) and returns its status.
     pub(crate) fn reap(&self) -> Option<std::process::ExitStatus> {
         let mut s = self.lock();

@@ -136,3 +136,25 @@ pub(crate) unsafe fn fork() -> std::io::Result<nix::unistd::ForkResult> {
     // SAFETY: the caller promises a single-threaded process (see above).
     Ok(unsafe { nix::unistd::fork() }?)
 }
+
+/// A pidfd for `pid` (the caller guarantees `pid` is an unreaped child of ours).
+pub(crate) fn pidfd(pid: u32) -> std::io::Result<std::os::fd::OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid as i32).ok_or(std::io::ErrorKind::InvalidInput)?;
+    Ok(rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?)
+}
+
+/// How the process behind `pidfd` ended, without reaping it; `None` while it runs or once
+/// someone else reaped it.
+pub(crate) fn exit_of(pidfd: std::os::fd::BorrowedFd<'_>) -> Option<crate::ExitReason> {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    let opts = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
+    let st = waitid(WaitId::PidFd(pidfd), opts).ok()??;
+    Some(match (st.terminating_signal(), st.exit_status()) {
+        (Some(sig), _) => match Signal::try_from(sig) {
+            Ok(s) => crate::ExitReason::Signal(s),
+            Err(_) => crate::ExitReason::SignalNumber(sig),
+        },
+        (None, Some(code)) => crate::ExitReason::Code(code),
+        (None, None) => return None,
+    })
+}

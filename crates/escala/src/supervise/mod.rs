@@ -199,7 +199,7 @@ impl SupervisorBuilder {
             ended: Mutex::new(None),
             cv: Condvar::new(),
         });
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = control::Mailbox::new().map_err(|e| SuperviseError::Io(e.to_string()))?;
         let mut control = Control::new(tx.clone(), rx, shared.clone(), dir);
         control.exit_on_failure = self.exit_on_failure;
         control.sd_notify = self.sd_notify;
@@ -221,7 +221,7 @@ impl SupervisorBuilder {
 ///
 /// Dropping it stops every worker gracefully and waits for them.
 pub struct Supervisor {
-    tx: Sender<Msg>,
+    tx: control::Mailbox,
     shared: Arc<Shared>,
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
-use super::control::Msg;
+use super::control::{Mailbox, Msg};
 use super::service::{Output, Program, Ready, Service};
 use crate::error::ExitReason;
 use crate::process::{ChildSlot, OwnChild};
@@ -40,6 +40,10 @@ impl WorkerExit {
     /// Exit code 0 and no error.
     pub fn success(&self) -> bool {
         self.reason == ExitReason::Code(0) && self.error.is_none()
+    }
+
+    pub(crate) fn from_reason(reason: ExitReason) -> WorkerExit {
+        WorkerExit { reason, error: None }
     }
 
     fn of<T>(out: &Outcome<T>) -> WorkerExit {
@@ -95,6 +99,9 @@ pub(crate) struct Running {
     pub(crate) pid: u32,
     pub(crate) slot: Arc<ChildSlot>,
     pub(crate) notify: Option<PathBuf>,
+    /// A command's pidfd: the control thread sees its death itself, one wakeup sooner
+    /// than the watcher's message. (A task's exit code does not tell its outcome.)
+    pub(crate) pidfd: Option<OwnedFd>,
 }
 
 /// Starts worker `index` of `svc`; its exit (and readiness) arrive on `tx` under `id`.
@@ -104,7 +111,7 @@ pub(crate) fn start(
     index: usize,
     id: u64,
     (dir, flushed): (&Path, &Sender<()>),
-    tx: &Sender<Msg>,
+    tx: &Mailbox,
 ) -> Result<Running, String> {
     let name = format!("{}[{index}]", svc.name);
     let name_for_output = name.clone();
@@ -186,7 +193,11 @@ pub(crate) fn start(
     handle.on_done(move |out| {
         let _ = tx.send(Msg::Exited { id, exit: WorkerExit::of(out) });
     });
-    Ok(Running { id, pid, slot, notify })
+    let pidfd = match svc.program {
+        Program::Command(_) => slot.pidfd(),
+        Program::Task(..) => None,
+    };
+    Ok(Running { id, pid, slot, notify, pidfd })
 }
 
 /// Ends the readiness listener at `path` (if it still runs) and removes the socket.
@@ -197,7 +208,7 @@ pub(crate) fn wake(path: &Path) {
 }
 
 /// Binds the worker's notify socket and waits on a thread for `READY=1` (or our close).
-fn listen_ready(path: &Path, id: u64, tx: Sender<Msg>) -> std::io::Result<()> {
+fn listen_ready(path: &Path, id: u64, tx: Mailbox) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let sock = UnixDatagram::bind(path)?;
     let path = path.to_path_buf();

@@ -92,27 +92,29 @@ fn serve(c: &ServeConfig, socket: &std::path::Path) -> anyhow::Result<ExitCode> 
     }
 }
 
-/// One line on stderr per lifecycle event.
+/// One line on stderr per lifecycle event, written with one `write` (stderr is unbuffered).
 fn report(e: &SupervisorEvent) {
-    match e {
+    use std::io::Write;
+    let line = match e {
         SupervisorEvent::WorkerStarted { service, worker, pid } => {
-            eprintln!("escala: {service}[{worker}] started (pid {pid})")
+            format!("{service}[{worker}] started (pid {pid})")
         }
         SupervisorEvent::WorkerExited { service, worker, pid, exit, expected: false } => {
-            eprintln!("escala: {service}[{worker}] (pid {pid}) {exit}")
+            format!("{service}[{worker}] (pid {pid}) {exit}")
         }
         SupervisorEvent::WorkerExited { service, worker, exit, expected: true, .. } => {
-            eprintln!("escala: {service}[{worker}] stopped ({exit})")
+            format!("{service}[{worker}] stopped ({exit})")
         }
         SupervisorEvent::Restarting { service, worker, delay } if !delay.is_zero() => {
-            eprintln!("escala: {service}[{worker}] restarts in {}", humantime::format_duration(*delay))
+            format!("{service}[{worker}] restarts in {}", humantime::format_duration(*delay))
         }
         SupervisorEvent::SpawnFailed { service, worker, error } => {
-            eprintln!("escala: error: {service}[{worker}] cannot start: {error}")
+            format!("error: {service}[{worker}] cannot start: {error}")
         }
         SupervisorEvent::ServiceFailed { service, deaths } => {
-            eprintln!("escala: error: {service} failed: {deaths} deaths within its crash-loop window")
+            format!("error: {service} failed: {deaths} deaths within its crash-loop window")
         }
-        _ => {}
-    }
+        _ => return,
+    };
+    let _ = std::io::stderr().write_all(format!("escala: {line}\n").as_bytes());
 }
