@@ -205,7 +205,8 @@ impl Staging {
                     frame::fill_header(head, FrameKind::FromWorker, n as u32);
                     self.off += frame::HEADER + n;
                     self.count += 1;
-                    self.ledger.commit(ledger::mono_ns());
+                    // No start time: the parent times single jobs itself.
+                    self.ledger.commit(0);
                     return;
                 }
             }
