@@ -86,6 +86,11 @@ fn main() {
         Trial::test("timeout_of_a_cooperative_element_keeps_the_worker", timeout_cooperative_element),
         Trial::test("dropping_a_map_cancels_its_elements_and_sets_the_running_token", dropping_a_map_cancels),
         Trial::test("shutdown_cancel_pending_cancels_a_maps_queued_elements", shutdown_cancels_map),
+        Trial::test(
+            "max_tasks_splits_batches_and_recycles_without_losing_elements",
+            max_tasks_splits_batches,
+        ),
+        Trial::test("a_retried_element_runs_again_alone", retried_element_runs_again),
     ];
     let conclusion = libtest_mimic::run(&args, tests);
     if conclusion.has_failed() {
@@ -381,5 +386,51 @@ fn shutdown_cancels_map() -> TestResult {
             Err(e) => assert!(e.kind() == &ErrorKind::Cancelled, "element {i}: {e}"),
         }
     }
+    Ok(())
+}
+
+/// With `max_tasks_per_worker(100)`, a 2,000-element map recycles its worker about 20 times:
+/// batches are split so no worker gets more than it will run, and every element has its value.
+fn max_tasks_splits_batches() -> TestResult {
+    let pool = ProcessPool::builder().size(1).max_tasks_per_worker(100).build();
+    let n = 2_000u64;
+    let outs: Vec<u64> = pool
+        .map_tasks((0..n).map(inc::call))
+        .map(|r| r.map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(outs, (1..=n).collect::<Vec<u64>>());
+    let s = settle(&pool)?;
+    assert_eq!((s.completed, s.failed), (n, 0), "{s:?}");
+    assert!(s.restarts >= n / 100 - 1, "{s:?}");
+    Ok(())
+}
+
+/// Element 7 of 20 is SIGKILLed in its first attempt; with a retry policy it runs again
+/// alone, on the replacement worker, and every element ends with its value.
+fn retried_element_runs_again() -> TestResult {
+    let b = ProcessPool::builder()
+        .retry(escala::RetryPolicy::attempts(2).backoff(Duration::from_millis(1), Duration::from_millis(1)));
+    let pool = std::sync::Arc::new(warm_pool(b)?);
+    let r = Rendezvous::new()?;
+    let calls = r.calls(20, 7, Act::IgnoreToken);
+    let p = pool.clone();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(p.map_tasks(calls).collect::<Vec<_>>());
+    });
+    let (conn, victim) = r.accept()?;
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL)?;
+    drop(conn);
+    // The retry connects again: release it at once.
+    let (conn2, second) = r.accept()?;
+    drop(conn2);
+    assert_ne!(second, victim);
+    let outs = rx.recv_timeout(WAIT).map_err(|_| "the map did not finish")?;
+    for (i, o) in outs.iter().enumerate() {
+        let (v, _) = o.as_ref().map_err(|e| format!("element {i}: {e}"))?;
+        assert_eq!(*v, i as u64 + 1);
+    }
+    let s = settle(&pool)?;
+    assert_eq!((s.completed, s.failed, s.retried), (5_000 + 20, 0, 1), "{s:?}");
     Ok(())
 }
