@@ -8,7 +8,8 @@
 //!
 //! To make sure the elements under test share one batch, each test first runs a map of
 //! tiny tasks on the same one-worker pool: the measured task time then makes batches far
-//! larger than the few elements the test sends.
+//! larger than the few elements the test sends. `ESCALA_CHAOS_TASKS` sets the size of the
+//! chaos test's maps (default 8,000 elements per round).
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -32,6 +33,13 @@ const TASK_CAP: Duration = Duration::from_secs(15);
 #[escala::task]
 fn inc(x: u64) -> u64 {
     x + 1
+}
+
+/// A short task of known length: `3i + 1` after `micros` µs.
+#[escala::task]
+fn chaos_step(i: u64, micros: u64) -> u64 {
+    std::thread::sleep(Duration::from_micros(micros));
+    i * 3 + 1
 }
 
 /// What element `at` of a `step` map does.
@@ -91,6 +99,7 @@ fn main() {
             max_tasks_splits_batches,
         ),
         Trial::test("a_retried_element_runs_again_alone", retried_element_runs_again),
+        Trial::test("chaos_sigkill_workers_during_a_map", chaos_map),
     ];
     let conclusion = libtest_mimic::run(&args, tests);
     if conclusion.has_failed() {
@@ -433,4 +442,56 @@ fn retried_element_runs_again() -> TestResult {
     let s = settle(&pool)?;
     assert_eq!((s.completed, s.failed, s.retried), (5_000 + 20, 0, 1), "{s:?}");
     Ok(())
+}
+
+/// Maps of short tasks on two workers while the test SIGKILLs a worker each time another
+/// slice of results has come back. Every element resolves, in order: its value, or
+/// `WorkerLost` (at most one per kill: the element running), or, with retries, its value.
+fn chaos_map() -> TestResult {
+    let n: u64 = std::env::var("ESCALA_CHAOS_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(8_000);
+    for retry in [false, true] {
+        let policy = if retry {
+            escala::RetryPolicy::attempts(3).backoff(Duration::from_millis(1), Duration::from_millis(1))
+        } else {
+            escala::RetryPolicy::never()
+        };
+        let pool = ProcessPool::builder().size(2).retry(policy).crash_loop(
+            1_000_000,
+            Duration::from_secs(1),
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+        );
+        let pool = pool.build();
+        let kills = 6;
+        let every = (n as usize / (kills + 1)).max(1);
+        let mut killed: Vec<u32> = Vec::new();
+        let mut lost = 0;
+        let calls = (0..n).map(|i| chaos_step::call(i, 20 + (i % 5) * 30));
+        for (i, out) in (0..n).zip(pool.map_tasks(calls)) {
+            match out {
+                Ok(v) => assert_eq!(v, i * 3 + 1, "element {i}"),
+                Err(e) if matches!(e.kind(), ErrorKind::WorkerLost { .. }) && !retry => lost += 1,
+                Err(e) => return Err(format!("element {i} (retry: {retry}): {e}").into()),
+            }
+            if killed.len() < kills && (i as usize + 1) % every == 0 {
+                let pids: Vec<u32> = pool.pids().into_iter().filter(|p| !killed.contains(p)).collect();
+                if let Some(&victim) = pids.get(fastrand_index(pids.len(), i)) {
+                    if kill(Pid::from_raw(victim as i32), Signal::SIGKILL).is_ok() {
+                        killed.push(victim);
+                    }
+                }
+            }
+        }
+        assert!(lost <= killed.len(), "{lost} elements lost for {} kills", killed.len());
+        let s = settle(&pool)?;
+        assert_eq!(s.completed + s.failed, n, "{s:?}");
+        assert_eq!(s.failed as usize, lost, "{s:?}");
+        eprintln!("chaos map (retry: {retry}): {n} elements, {} kills, {lost} WorkerLost", killed.len());
+    }
+    Ok(())
+}
+
+/// An index below `len` that varies with `i` (no randomness needed to spread the kills).
+fn fastrand_index(len: usize, i: u64) -> usize {
+    if len == 0 { 0 } else { (i as usize / 7) % len }
 }
