@@ -348,11 +348,12 @@ fn timeout_cooperative_element() -> TestResult {
     Ok(())
 }
 
-/// A window of 8 on one worker makes batches of 4. Elements 0..4 are taken; the iterator
-/// is dropped while element 4 (first of the next batch) runs: every element not yielded is
-/// cancelled, the running one sees its token (and returns), the worker lives on.
+/// A window of 2 makes batches of one element (so a held element never holds back the
+/// replies of others in its batch, which the test needs before it drops the iterator).
+/// Elements 0..4 are taken; the iterator is dropped while element 4 runs: it is cancelled,
+/// sees its token (and returns), and the worker lives on.
 fn dropping_a_map_cancels() -> TestResult {
-    let pool = warm_pool(ProcessPool::builder().map_window(8))?;
+    let pool = warm_pool(ProcessPool::builder().map_window(2))?;
     let before = pool.pids();
     let r = Rendezvous::new()?;
     let mut it = pool.map_tasks(r.calls(12, 4, Act::Cooperative));
@@ -365,13 +366,14 @@ fn dropping_a_map_cancels() -> TestResult {
     drop(it);
     let s = settle(&pool)?;
     assert_eq!(std::fs::read_to_string(r.note())?, "token", "the running element's token was set");
-    // Read: the two batches of 4 the window held (the input's last 4 were never read).
-    assert_eq!((s.submitted, s.completed, s.cancelled, s.restarts), (5_000 + 8, 5_000 + 4, 4, 0), "{s:?}");
+    // Read: the 4 taken and the one running (the window of 2 kept the rest unread).
+    assert_eq!((s.submitted, s.completed, s.cancelled, s.restarts), (5_000 + 5, 5_000 + 4, 1, 0), "{s:?}");
     Ok(())
 }
 
 /// `shutdown(cancel_pending)` while a map's batch holds: the held element finishes, the
-/// elements after it are cancelled, nothing hangs.
+/// elements after it are cancelled (or rejected, if the map had not read them yet), nothing
+/// hangs.
 fn shutdown_cancels_map() -> TestResult {
     let pool = std::sync::Arc::new(warm_pool(ProcessPool::builder())?);
     let r = Rendezvous::new()?;
@@ -392,7 +394,8 @@ fn shutdown_cancels_map() -> TestResult {
     for (i, o) in outs.iter().enumerate().skip(4) {
         match o {
             Ok((v, _)) => assert_eq!(*v, i as u64 + 1),
-            Err(e) => assert!(e.kind() == &ErrorKind::Cancelled, "element {i}: {e}"),
+            // Cancelled if queued or prefetched at the shutdown; rejected if not read yet.
+            Err(e) => assert!(e.is_cancelled() || e.is_rejected(), "element {i}: {e}"),
         }
     }
     Ok(())

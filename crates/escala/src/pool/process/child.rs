@@ -220,14 +220,16 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
             Some((n, reg)) if Arc::ptr_eq(n, &name) => *reg,
             _ => known.insert((name.clone(), task::lookup(&name))).1,
         };
+        let started = std::time::Instant::now();
         let reply = match (dropped, reg) {
             (true, _) => Reply::Cancelled,
             (false, Some(reg)) => (reg.invoke)(&args, token.clone()),
             (false, None) => task::run_by_name(&name, &args, token.clone()),
         };
+        let ns = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
         running.lock().unwrap_or_else(|e| e.into_inner()).token = None;
         let mut st = stage.lock();
-        st.stage_done(id, cap_reply(reply, max as u64));
+        st.stage_done(id, cap_reply(reply, max as u64), ns);
         if jobs.is_empty() {
             st.flush(); // nothing more at hand: send now
         } else {

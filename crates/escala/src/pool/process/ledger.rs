@@ -172,7 +172,7 @@ impl Ledger {
                 };
                 let Some(body) = rest.get(HEADER_LEN..HEADER_LEN + len) else { break };
                 match postcard::from_bytes::<FromWorker>(body) {
-                    Ok(FromWorker::Done { id, reply }) => done.push((id, reply)),
+                    Ok(FromWorker::Done { id, reply, .. }) => done.push((id, reply)),
                     _ => break,
                 }
                 rest = &rest[HEADER_LEN + len..];
@@ -224,7 +224,7 @@ mod tests {
         // Single jobs: whole `Done` frames.
         worker.begin(0, 0, 3);
         let mut frame = vec![0u8; crate::process::frame::HEADER];
-        let body = postcard::to_stdvec(&FromWorker::Done { id: 77, reply: Reply::Cancelled }).unwrap();
+        let body = postcard::to_stdvec(&FromWorker::Done { id: 77, reply: Reply::Cancelled, ns: 5 }).unwrap();
         crate::process::frame::fill_header(
             &mut frame,
             crate::process::frame::FrameKind::FromWorker,

@@ -23,6 +23,8 @@ const MAX_BATCH: usize = 4096;
 const BATCH_BYTES: usize = 1 << 20;
 /// Encoded arguments in flight at most, whatever the window.
 const INFLIGHT_BYTES: usize = 64 << 20;
+/// Batches in flight per worker at most.
+const BATCHES_PER_WORKER: usize = 4;
 
 /// The outcomes of a map, by element index, for its iterator.
 struct Out<T> {
@@ -146,7 +148,14 @@ impl<K: Task, I: Iterator<Item = Call<K>>> ProcessMap<K, I> {
             };
             let target = target.min((self.window / (2 * size)).max(1));
             let room = cap.saturating_sub(inflight);
-            if room == 0 || (room < target && inflight > 0) || self.bytes_inflight >= INFLIGHT_BYTES {
+            // At most a few batches per worker in flight, so that batches sized while the
+            // task time was still poorly known do not fill the whole window.
+            let batches = self.bytes.len();
+            if room == 0
+                || (room < target && inflight > 0)
+                || self.bytes_inflight >= INFLIGHT_BYTES
+                || batches >= BATCHES_PER_WORKER * size
+            {
                 return;
             }
             self.batch(target.min(room));

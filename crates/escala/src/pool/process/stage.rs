@@ -191,12 +191,12 @@ impl Staging {
         }
     }
 
-    /// Stages a single job's `Done` frame.
-    pub(super) fn stage_done(&mut self, id: u64, reply: Reply) {
+    /// Stages a single job's `Done` frame (it ran `ns` nanoseconds).
+    pub(super) fn stage_done(&mut self, id: u64, reply: Reply, ns: u64) {
         if self.batch.is_some() {
             self.begin(None);
         }
-        let msg = FromWorker::Done { id, reply };
+        let msg = FromWorker::Done { id, reply, ns };
         loop {
             let area = self.ledger.area(self.off);
             if area.len() > frame::HEADER {
