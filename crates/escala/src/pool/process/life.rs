@@ -101,6 +101,9 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
         Ok(l) => l,
         Err(e) => return Ended::NoStart(format!("cannot create the worker's ledger: {e}")),
     };
+    if pool.cfg.timeout.is_some() {
+        ledger.set_timed();
+    }
     let ledger = Arc::new(ledger);
     let mut cmd = reexec_command(ChildMode::PoolWorker, max);
     cmd.stdin(Stdio::from(OwnedFd::from(theirs)));

@@ -78,6 +78,8 @@ struct ProcessMap<K: Task, I> {
     bytes: VecDeque<(u64, usize)>,
     bytes_inflight: usize,
     input_done: bool,
+    /// Outcomes taken from `out` in one go (fewer lock round trips), not yet yielded.
+    taken: VecDeque<Outcome<K::Output>>,
     _k: PhantomData<fn() -> K>,
 }
 
@@ -129,6 +131,7 @@ impl ProcessPool {
             bytes: VecDeque::new(),
             bytes_inflight: 0,
             input_done: false,
+            taken: VecDeque::new(),
             _k: PhantomData,
         }
     }
@@ -240,21 +243,28 @@ impl<K: Task, I: Iterator<Item = Call<K>>> Iterator for ProcessMap<K, I> {
 
     fn next(&mut self) -> Option<Outcome<K::Output>> {
         self.fill();
-        let mut st = self.out.st.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            match st.slots.front() {
-                None => return None, // nothing in flight, and `fill` found no more input
-                Some(Some(_)) => break,
-                Some(None) => {
-                    st.waiting = true;
-                    st = self.out.ready.wait(st).unwrap_or_else(|e| e.into_inner());
-                    st.waiting = false;
+        if self.taken.is_empty() {
+            let mut st = self.out.st.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                match st.slots.front() {
+                    None => return None, // nothing in flight, and `fill` found no more input
+                    Some(Some(_)) => break,
+                    Some(None) => {
+                        st.waiting = true;
+                        st = self.out.ready.wait(st).unwrap_or_else(|e| e.into_inner());
+                        st.waiting = false;
+                    }
                 }
             }
+            // Every outcome ready at the front, in one go.
+            while let Some(Some(_)) = st.slots.front() {
+                if let Some(Some(o)) = st.slots.pop_front() {
+                    self.taken.push_back(o);
+                }
+                st.base += 1;
+            }
         }
-        let outcome = st.slots.pop_front().flatten();
-        st.base += 1;
-        drop(st);
+        let outcome = self.taken.pop_front();
         self.yielded += 1;
         while self.bytes.front().is_some_and(|&(end, _)| end <= self.yielded) {
             let (_, n) = self.bytes.pop_front().unwrap_or_default();
