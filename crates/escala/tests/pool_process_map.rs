@@ -8,7 +8,8 @@
 //!
 //! To make sure the elements under test share one batch, each test first runs a map of
 //! tiny tasks on the same one-worker pool: the measured task time then makes batches far
-//! larger than the few elements the test sends.
+//! larger than the few elements the test sends. `ESCALA_CHAOS_TASKS` sets the size of the
+//! chaos test's maps (default 8,000 elements per round).
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -32,6 +33,13 @@ const TASK_CAP: Duration = Duration::from_secs(15);
 #[escala::task]
 fn inc(x: u64) -> u64 {
     x + 1
+}
+
+/// A short task of known length: `3i + 1` after `micros` µs.
+#[escala::task]
+fn chaos_step(i: u64, micros: u64) -> u64 {
+    std::thread::sleep(Duration::from_micros(micros));
+    i * 3 + 1
 }
 
 /// What element `at` of a `step` map does.
@@ -86,6 +94,12 @@ fn main() {
         Trial::test("timeout_of_a_cooperative_element_keeps_the_worker", timeout_cooperative_element),
         Trial::test("dropping_a_map_cancels_its_elements_and_sets_the_running_token", dropping_a_map_cancels),
         Trial::test("shutdown_cancel_pending_cancels_a_maps_queued_elements", shutdown_cancels_map),
+        Trial::test(
+            "max_tasks_splits_batches_and_recycles_without_losing_elements",
+            max_tasks_splits_batches,
+        ),
+        Trial::test("a_retried_element_runs_again_alone", retried_element_runs_again),
+        Trial::test("chaos_sigkill_workers_during_a_map", chaos_map),
     ];
     let conclusion = libtest_mimic::run(&args, tests);
     if conclusion.has_failed() {
@@ -334,11 +348,12 @@ fn timeout_cooperative_element() -> TestResult {
     Ok(())
 }
 
-/// A window of 8 on one worker makes batches of 4. Elements 0..4 are taken; the iterator
-/// is dropped while element 4 (first of the next batch) runs: every element not yielded is
-/// cancelled, the running one sees its token (and returns), the worker lives on.
+/// A window of 2 makes batches of one element (so a held element never holds back the
+/// replies of others in its batch, which the test needs before it drops the iterator).
+/// Elements 0..4 are taken; the iterator is dropped while element 4 runs: it is cancelled,
+/// sees its token (and returns), and the worker lives on.
 fn dropping_a_map_cancels() -> TestResult {
-    let pool = warm_pool(ProcessPool::builder().map_window(8))?;
+    let pool = warm_pool(ProcessPool::builder().map_window(2))?;
     let before = pool.pids();
     let r = Rendezvous::new()?;
     let mut it = pool.map_tasks(r.calls(12, 4, Act::Cooperative));
@@ -351,13 +366,14 @@ fn dropping_a_map_cancels() -> TestResult {
     drop(it);
     let s = settle(&pool)?;
     assert_eq!(std::fs::read_to_string(r.note())?, "token", "the running element's token was set");
-    // Read: the two batches of 4 the window held (the input's last 4 were never read).
-    assert_eq!((s.submitted, s.completed, s.cancelled, s.restarts), (5_000 + 8, 5_000 + 4, 4, 0), "{s:?}");
+    // Read: the 4 taken and the one running (the window of 2 kept the rest unread).
+    assert_eq!((s.submitted, s.completed, s.cancelled, s.restarts), (5_000 + 5, 5_000 + 4, 1, 0), "{s:?}");
     Ok(())
 }
 
 /// `shutdown(cancel_pending)` while a map's batch holds: the held element finishes, the
-/// elements after it are cancelled, nothing hangs.
+/// elements after it are cancelled (or rejected, if the map had not read them yet), nothing
+/// hangs.
 fn shutdown_cancels_map() -> TestResult {
     let pool = std::sync::Arc::new(warm_pool(ProcessPool::builder())?);
     let r = Rendezvous::new()?;
@@ -378,8 +394,107 @@ fn shutdown_cancels_map() -> TestResult {
     for (i, o) in outs.iter().enumerate().skip(4) {
         match o {
             Ok((v, _)) => assert_eq!(*v, i as u64 + 1),
-            Err(e) => assert!(e.kind() == &ErrorKind::Cancelled, "element {i}: {e}"),
+            // Cancelled if queued or prefetched at the shutdown; rejected if not read yet.
+            Err(e) => assert!(e.is_cancelled() || e.is_rejected(), "element {i}: {e}"),
         }
     }
     Ok(())
+}
+
+/// With `max_tasks_per_worker(100)`, a 2,000-element map recycles its worker about 20 times:
+/// batches are split so no worker gets more than it will run, and every element has its value.
+fn max_tasks_splits_batches() -> TestResult {
+    let pool = ProcessPool::builder().size(1).max_tasks_per_worker(100).build();
+    let n = 2_000u64;
+    let outs: Vec<u64> = pool
+        .map_tasks((0..n).map(inc::call))
+        .map(|r| r.map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(outs, (1..=n).collect::<Vec<u64>>());
+    let s = settle(&pool)?;
+    assert_eq!((s.completed, s.failed), (n, 0), "{s:?}");
+    assert!(s.restarts >= n / 100 - 1, "{s:?}");
+    Ok(())
+}
+
+/// Element 7 of 20 is SIGKILLed in its first attempt; with a retry policy it runs again
+/// alone, on the replacement worker, and every element ends with its value.
+fn retried_element_runs_again() -> TestResult {
+    let b = ProcessPool::builder()
+        .retry(escala::RetryPolicy::attempts(2).backoff(Duration::from_millis(1), Duration::from_millis(1)));
+    let pool = std::sync::Arc::new(warm_pool(b)?);
+    let r = Rendezvous::new()?;
+    let calls = r.calls(20, 7, Act::IgnoreToken);
+    let p = pool.clone();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(p.map_tasks(calls).collect::<Vec<_>>());
+    });
+    let (conn, victim) = r.accept()?;
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL)?;
+    drop(conn);
+    // The retry connects again: release it at once.
+    let (conn2, second) = r.accept()?;
+    drop(conn2);
+    assert_ne!(second, victim);
+    let outs = rx.recv_timeout(WAIT).map_err(|_| "the map did not finish")?;
+    for (i, o) in outs.iter().enumerate() {
+        let (v, _) = o.as_ref().map_err(|e| format!("element {i}: {e}"))?;
+        assert_eq!(*v, i as u64 + 1);
+    }
+    let s = settle(&pool)?;
+    assert_eq!((s.completed, s.failed, s.retried), (5_000 + 20, 0, 1), "{s:?}");
+    Ok(())
+}
+
+/// Maps of short tasks on two workers while the test SIGKILLs a worker each time another
+/// slice of results has come back. Every element resolves, in order: its value, or
+/// `WorkerLost` (at most one per kill: the element running), or, with retries, its value.
+fn chaos_map() -> TestResult {
+    let n: u64 = std::env::var("ESCALA_CHAOS_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(8_000);
+    for retry in [false, true] {
+        let policy = if retry {
+            escala::RetryPolicy::attempts(3).backoff(Duration::from_millis(1), Duration::from_millis(1))
+        } else {
+            escala::RetryPolicy::never()
+        };
+        let pool = ProcessPool::builder().size(2).retry(policy).crash_loop(
+            1_000_000,
+            Duration::from_secs(1),
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+        );
+        let pool = pool.build();
+        let kills = 6;
+        let every = (n as usize / (kills + 1)).max(1);
+        let mut killed: Vec<u32> = Vec::new();
+        let mut lost = 0;
+        let calls = (0..n).map(|i| chaos_step::call(i, 20 + (i % 5) * 30));
+        for (i, out) in (0..n).zip(pool.map_tasks(calls)) {
+            match out {
+                Ok(v) => assert_eq!(v, i * 3 + 1, "element {i}"),
+                Err(e) if matches!(e.kind(), ErrorKind::WorkerLost { .. }) && !retry => lost += 1,
+                Err(e) => return Err(format!("element {i} (retry: {retry}): {e}").into()),
+            }
+            if killed.len() < kills && (i as usize + 1) % every == 0 {
+                let pids: Vec<u32> = pool.pids().into_iter().filter(|p| !killed.contains(p)).collect();
+                if let Some(&victim) = pids.get(fastrand_index(pids.len(), i)) {
+                    if kill(Pid::from_raw(victim as i32), Signal::SIGKILL).is_ok() {
+                        killed.push(victim);
+                    }
+                }
+            }
+        }
+        assert!(lost <= killed.len(), "{lost} elements lost for {} kills", killed.len());
+        let s = settle(&pool)?;
+        assert_eq!(s.completed + s.failed, n, "{s:?}");
+        assert_eq!(s.failed as usize, lost, "{s:?}");
+        eprintln!("chaos map (retry: {retry}): {n} elements, {} kills, {lost} WorkerLost", killed.len());
+    }
+    Ok(())
+}
+
+/// An index below `len` that varies with `i` (no randomness needed to spread the kills).
+fn fastrand_index(len: usize, i: u64) -> usize {
+    if len == 0 { 0 } else { (i as usize / 7) % len }
 }

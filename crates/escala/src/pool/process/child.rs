@@ -196,11 +196,13 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
     let mut token = new_token();
     // The last task's registration: found once, not by name for every job.
     let mut known: Option<(Arc<str>, Option<&'static task::Registration>)> = None;
+    let mut last_end = None;
     while let Ok(job) = jobs.recv() {
         let (id, name, args) = match job {
             Job::One { id, task, args } => (id, task, args),
             Job::Batch { id, task, first, args } => {
                 run_batch(&stage, &intake, &running, id, &task, first, &args, max);
+                last_end = None;
                 continue;
             }
         };
@@ -220,18 +222,23 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
             Some((n, reg)) if Arc::ptr_eq(n, &name) => *reg,
             _ => known.insert((name.clone(), task::lookup(&name))).1,
         };
+        // Back to back, a job starts when the one before it ended: one clock read per job.
+        let started = last_end.take().unwrap_or_else(std::time::Instant::now);
         let reply = match (dropped, reg) {
             (true, _) => Reply::Cancelled,
             (false, Some(reg)) => (reg.invoke)(&args, token.clone()),
             (false, None) => task::run_by_name(&name, &args, token.clone()),
         };
+        let ended = std::time::Instant::now();
+        let ns = ended.duration_since(started).as_nanos().min(u128::from(u64::MAX)) as u64;
         running.lock().unwrap_or_else(|e| e.into_inner()).token = None;
         let mut st = stage.lock();
-        st.stage_done(id, cap_reply(reply, max as u64));
+        st.stage_done(id, cap_reply(reply, max as u64), ns);
         if jobs.is_empty() {
             st.flush(); // nothing more at hand: send now
         } else {
             stage.staged(&st);
+            last_end = Some(ended);
         }
     }
     stage.close();
@@ -277,17 +284,24 @@ fn run_batch(
         st.begin(Some((id, first)));
         st.cancels()
     };
+    {
+        let mut run = running.lock().unwrap_or_else(|e| e.into_inner());
+        run.id = id;
+        run.elem = first;
+        run.token = Some(token.clone());
+    }
     for (k, arg) in (first..).zip(split_args(args)) {
         catch_up(intake, cancels);
         let dropped = {
             let mut run = running.lock().unwrap_or_else(|e| e.into_inner());
             if token.is_cancelled() {
+                // The previous element was stopped: a fresh token for the next ones.
                 token = new_token();
+                run.token = Some(token.clone());
             }
-            run.id = id;
             run.elem = k;
-            run.token = Some(token.clone());
-            run.ranges.iter().any(|&(b, from, to)| b == id && (from..to).contains(&k))
+            !run.ranges.is_empty()
+                && run.ranges.iter().any(|&(b, from, to)| b == id && (from..to).contains(&k))
         };
         let reply = match (dropped, reg) {
             (true, _) => Reply::Cancelled,

@@ -40,6 +40,8 @@ struct Header {
     since: AtomicU64,
     /// `Cancel` and `CancelRange` frames the parent sent (counted before each is written).
     cancels: AtomicU64,
+    /// 1 if the pool has a timeout: the worker then reads the precise clock per element.
+    timed: AtomicU64,
 }
 
 /// One mapping of a ledger (the parent's or the worker's).
@@ -128,6 +130,17 @@ impl Ledger {
         self.head().pos.store(u64::from(next) << 32, Release);
     }
 
+    /// Parent, before the worker starts: the pool times its tasks (elements need precise
+    /// start times).
+    pub(crate) fn set_timed(&self) {
+        self.head().timed.store(1, SeqCst);
+    }
+
+    /// Worker: whether the pool times its tasks.
+    pub(crate) fn timed(&self) -> bool {
+        self.head().timed.load(SeqCst) == 1
+    }
+
     /// Parent: one more `Cancel` is about to be written.
     pub(crate) fn count_cancel(&self) {
         self.head().cancels.fetch_add(1, SeqCst);
@@ -172,7 +185,7 @@ impl Ledger {
                 };
                 let Some(body) = rest.get(HEADER_LEN..HEADER_LEN + len) else { break };
                 match postcard::from_bytes::<FromWorker>(body) {
-                    Ok(FromWorker::Done { id, reply }) => done.push((id, reply)),
+                    Ok(FromWorker::Done { id, reply, .. }) => done.push((id, reply)),
                     _ => break,
                 }
                 rest = &rest[HEADER_LEN + len..];
@@ -193,8 +206,18 @@ impl Drop for Ledger {
 
 /// `CLOCK_MONOTONIC` now, in ns: the same clock in the parent and its workers.
 pub(crate) fn mono_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+    clock_ns(nix::time::ClockId::CLOCK_MONOTONIC)
+}
+
+/// `CLOCK_MONOTONIC_COARSE` now, in ns: a few ms behind at most, and much cheaper to read
+/// (on some virtual machines the precise clock costs ~100 ns): enough for "has it been
+/// 5 ms", never used for timeouts.
+pub(crate) fn coarse_ns() -> u64 {
+    clock_ns(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
+}
+
+fn clock_ns(id: nix::time::ClockId) -> u64 {
+    nix::time::clock_gettime(id).map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
 }
 
 #[cfg(test)]
@@ -224,7 +247,7 @@ mod tests {
         // Single jobs: whole `Done` frames.
         worker.begin(0, 0, 3);
         let mut frame = vec![0u8; crate::process::frame::HEADER];
-        let body = postcard::to_stdvec(&FromWorker::Done { id: 77, reply: Reply::Cancelled }).unwrap();
+        let body = postcard::to_stdvec(&FromWorker::Done { id: 77, reply: Reply::Cancelled, ns: 5 }).unwrap();
         crate::process::frame::fill_header(
             &mut frame,
             crate::process::frame::FrameKind::FromWorker,

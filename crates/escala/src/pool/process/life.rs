@@ -101,6 +101,9 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
         Ok(l) => l,
         Err(e) => return Ended::NoStart(format!("cannot create the worker's ledger: {e}")),
     };
+    if pool.cfg.timeout.is_some() {
+        ledger.set_timed();
+    }
     let ledger = Arc::new(ledger);
     let mut cmd = reexec_command(ChildMode::PoolWorker, max);
     cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
@@ -186,7 +189,7 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
     while let Ok(true) = frame::read_frame_into(&mut reader, FrameKind::FromWorker, max + ENVELOPE, &mut buf)
     {
         let in_protocol = match postcard::from_bytes::<FromWorkerRef<'_>>(&buf) {
-            Ok(FromWorkerRef::Done { id, reply }) => on_done(pool, slot, id, reply),
+            Ok(FromWorkerRef::Done { id, reply, ns }) => on_done(pool, slot, id, reply, ns),
             Ok(FromWorkerRef::Replies { id, first, count, replies }) => {
                 on_replies(pool, slot, id, first, count, replies)
             }

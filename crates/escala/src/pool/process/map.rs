@@ -23,6 +23,8 @@ const MAX_BATCH: usize = 4096;
 const BATCH_BYTES: usize = 1 << 20;
 /// Encoded arguments in flight at most, whatever the window.
 const INFLIGHT_BYTES: usize = 64 << 20;
+/// Batches in flight per worker at most.
+const BATCHES_PER_WORKER: usize = 4;
 
 /// The outcomes of a map, by element index, for its iterator.
 struct Out<T> {
@@ -76,6 +78,8 @@ struct ProcessMap<K: Task, I> {
     bytes: VecDeque<(u64, usize)>,
     bytes_inflight: usize,
     input_done: bool,
+    /// Outcomes taken from `out` in one go (fewer lock round trips), not yet yielded.
+    taken: VecDeque<Outcome<K::Output>>,
     _k: PhantomData<fn() -> K>,
 }
 
@@ -127,6 +131,7 @@ impl ProcessPool {
             bytes: VecDeque::new(),
             bytes_inflight: 0,
             input_done: false,
+            taken: VecDeque::new(),
             _k: PhantomData,
         }
     }
@@ -146,7 +151,14 @@ impl<K: Task, I: Iterator<Item = Call<K>>> ProcessMap<K, I> {
             };
             let target = target.min((self.window / (2 * size)).max(1));
             let room = cap.saturating_sub(inflight);
-            if room == 0 || (room < target && inflight > 0) || self.bytes_inflight >= INFLIGHT_BYTES {
+            // At most a few batches per worker in flight, so that batches sized while the
+            // task time was still poorly known do not fill the whole window.
+            let batches = self.bytes.len();
+            if room == 0
+                || (room < target && inflight > 0)
+                || self.bytes_inflight >= INFLIGHT_BYTES
+                || batches >= BATCHES_PER_WORKER * size
+            {
                 return;
             }
             self.batch(target.min(room));
@@ -231,21 +243,28 @@ impl<K: Task, I: Iterator<Item = Call<K>>> Iterator for ProcessMap<K, I> {
 
     fn next(&mut self) -> Option<Outcome<K::Output>> {
         self.fill();
-        let mut st = self.out.st.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            match st.slots.front() {
-                None => return None, // nothing in flight, and `fill` found no more input
-                Some(Some(_)) => break,
-                Some(None) => {
-                    st.waiting = true;
-                    st = self.out.ready.wait(st).unwrap_or_else(|e| e.into_inner());
-                    st.waiting = false;
+        if self.taken.is_empty() {
+            let mut st = self.out.st.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                match st.slots.front() {
+                    None => return None, // nothing in flight, and `fill` found no more input
+                    Some(Some(_)) => break,
+                    Some(None) => {
+                        st.waiting = true;
+                        st = self.out.ready.wait(st).unwrap_or_else(|e| e.into_inner());
+                        st.waiting = false;
+                    }
                 }
             }
+            // Every outcome ready at the front, in one go.
+            while let Some(Some(_)) = st.slots.front() {
+                if let Some(Some(o)) = st.slots.pop_front() {
+                    self.taken.push_back(o);
+                }
+                st.base += 1;
+            }
         }
-        let outcome = st.slots.pop_front().flatten();
-        st.base += 1;
-        drop(st);
+        let outcome = self.taken.pop_front();
         self.yielded += 1;
         while self.bytes.front().is_some_and(|&(end, _)| end <= self.yielded) {
             let (_, n) = self.bytes.pop_front().unwrap_or_default();

@@ -10,206 +10,30 @@ mod life;
 mod map;
 mod pending;
 mod settle;
+mod shared;
 mod slot;
 mod stage;
 mod wire;
 mod writer;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
-
-use batch::{Batch, Work};
+use batch::Work;
 pub use builder::ProcessPoolBuilder;
 pub(crate) use child::serve_worker;
-use pending::{Counts, Pending, Sink, Typed};
+use pending::{Pending, Sink, Typed};
+use shared::{Config, Shared};
 use slot::Slot;
 
-use super::clock::Clock;
-use super::policy::{QueuePolicy, RetryPolicy};
+use super::policy::QueuePolicy;
 use super::stats::{Stats, summarize};
 use super::{Executor, Shutdown};
 use crate::error::ErrorKind;
 use crate::events::{self, EventKind};
-use crate::handle::{CancelToken, Core, Handle, QueueHook, TaskName, UnitKind, pair_queued};
+use crate::handle::{CancelToken, Handle, QueueHook, TaskName, UnitKind, pair_queued};
 use crate::task::{self, Call, Task};
-
-/// Settings fixed when the pool is built.
-struct Config {
-    timeout: Option<Duration>,
-    retry: RetryPolicy,
-    max_frame: usize,
-    max_tasks: Option<u64>,
-    max_rss: Option<u64>,
-    idle: Option<Duration>,
-    crash_max: usize,
-    crash_window: Duration,
-    backoff_initial: Duration,
-    backoff_max: Duration,
-    grace: Duration,
-    stderr_tail: usize,
-    init: Option<(String, Vec<u8>)>,
-    cap: Option<(usize, QueuePolicy)>,
-    window: usize,
-}
-
-struct Shared {
-    /// This pool, for timers that must not keep it alive.
-    me: std::sync::Weak<Shared>,
-    name: Arc<str>,
-    cfg: Config,
-    /// Submissions; `None` once shut down.
-    tx: RwLock<Option<Sender<Work>>>,
-    /// Tasks handed back by a dead or retiring worker, and retries. Never closed, so the
-    /// queue stays open while the slots need it; `closed` says when to stop.
-    requeue: Sender<Work>,
-    rx: Receiver<Work>,
-    /// Disconnected at shutdown: wakes writers waiting for work.
-    close_tx: Mutex<Option<Sender<()>>>,
-    close_rx: Receiver<()>,
-    slots: Box<[Slot]>,
-    clock: Clock,
-    cancelling: AtomicBool,
-    /// Retries waiting on the clock.
-    retry_pending: AtomicUsize,
-    queued: AtomicI64,
-    submitted: AtomicU64,
-    counts: Counts,
-    retried: AtomicU64,
-    restarts: AtomicU64,
-    crash_loops: AtomicU64,
-    /// `escala::init()` ran, so workers can start.
-    ready: bool,
-    space: (Mutex<()>, Condvar),
-    live: Mutex<usize>,
-    ended: Condvar,
-    /// Wakes slot threads sleeping out a crash-loop backoff at shutdown.
-    nap: (Mutex<()>, Condvar),
-}
-
-impl Shared {
-    fn is_closed(&self) -> bool {
-        self.tx.read().unwrap_or_else(|e| e.into_inner()).is_none()
-    }
-
-    /// True when no work is left for any worker: closed, queue empty, no retry pending.
-    fn finished(&self) -> bool {
-        self.is_closed() && self.rx.is_empty() && self.retry_pending.load(SeqCst) == 0
-    }
-
-    /// Puts work back in the queue (a worker died or retired holding it, or a retry).
-    fn put_back(&self, mut w: Work) {
-        if let Work::One(p) = &mut w {
-            p.reclaim = false;
-            p.sink.core().requeue();
-        }
-        self.queued.fetch_add(w.len() as i64, SeqCst);
-        // Cannot fail: `rx` lives in `self`.
-        let _ = self.requeue.send(w);
-    }
-
-    /// Ends a task (or a batch's single element) with an error, or schedules its retry
-    /// when the policy allows.
-    fn fail_or_retry(self: &Arc<Self>, w: Work, kind: ErrorKind) {
-        if w.is_settled() || !self.cfg.retry.should_retry(&kind, w.attempt()) {
-            w.settle_err(kind, &self.counts);
-            return;
-        }
-        let delay = self.cfg.retry.delay(w.attempt());
-        self.retried.fetch_add(w.len() as u64, Relaxed);
-        if let (Work::One(p), true) = (&w, events::enabled()) {
-            events::emit(
-                p.sink.core(),
-                EventKind::Retried { attempt: p.attempt + 1, delay_ms: delay.as_millis() as u64 },
-            );
-        }
-        self.retry_pending.fetch_add(1, SeqCst);
-        let pool = self.clone();
-        let mut w = w;
-        match &mut w {
-            Work::One(p) => p.attempt += 1,
-            Work::Many(b) => b.attempt += 1,
-        }
-        self.clock.after(
-            delay,
-            Box::new(move || {
-                if pool.cancelling.load(SeqCst) {
-                    w.settle_err(ErrorKind::Cancelled, &pool.counts);
-                } else {
-                    pool.put_back(w);
-                }
-                pool.retry_pending.fetch_sub(1, SeqCst);
-            }),
-        );
-    }
-
-    /// Queues a batch of a map (counted as its elements).
-    fn submit_batch(&self, b: Batch) {
-        let n = b.len();
-        self.submitted.fetch_add(n as u64, Relaxed);
-        if !self.ready {
-            let why = "process pools need `escala::init()` (or #[escala::main]) at the start of main";
-            b.settle_all(&ErrorKind::Spawn(why.into()), &self.counts);
-            return;
-        }
-        self.queued.fetch_add(n as i64, SeqCst);
-        let tx = self.tx.read().unwrap_or_else(|e| e.into_inner());
-        let refused = match tx.as_ref() {
-            Some(tx) => tx.send(Work::Many(b)).err().map(|e| e.into_inner()),
-            None => Some(Work::Many(b)),
-        };
-        drop(tx);
-        if let Some(back) = refused {
-            self.queued.fetch_sub(n as i64, SeqCst);
-            self.submitted.fetch_sub(n as u64, Relaxed);
-            back.settle_err(ErrorKind::Rejected("the pool is shut down".into()), &self.counts);
-        }
-    }
-
-    /// The measured run time of one task, averaged over the workers (0 before any).
-    fn avg_ns(&self) -> u64 {
-        let (sum, n) = self
-            .slots
-            .iter()
-            .map(Slot::avg_ns)
-            .filter(|&ns| ns > 0)
-            .fold((0, 0), |(s, n), ns| (s + ns, n + 1));
-        sum.checked_div(n).unwrap_or(0)
-    }
-
-    fn wake_blocked(&self) {
-        let _g = self.space.0.lock();
-        self.space.1.notify_all();
-    }
-
-    fn slot_ended(&self) {
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        *live -= 1;
-        if *live == 0 {
-            self.clock.close();
-        }
-        self.ended.notify_all();
-    }
-}
-
-impl QueueHook for Shared {
-    fn cancelled(&self, core: &Core, discarded: bool) {
-        self.counts.cancelled.fetch_add(1, Relaxed);
-        if discarded {
-            self.queued.fetch_sub(1, SeqCst);
-            self.wake_blocked();
-            return;
-        }
-        // Sent to a worker: tell it; a running task then gets the grace period.
-        for slot in self.slots.iter() {
-            if slot.cancel(core.id.0, self) {
-                return;
-            }
-        }
-    }
-}
 
 /// A pool of worker processes running registered tasks, each with its own [`Handle`].
 ///

@@ -111,16 +111,25 @@ pub(super) fn finish(
 }
 
 /// Settles the front job with its reply; false if the reply does not match it.
-pub(super) fn on_done(pool: &Arc<Shared>, slot: &Slot, id: u64, reply: ReplyRef<'_>) -> bool {
-    let now = Instant::now();
+///
+/// The task's run time comes from the worker (`ns`): replies arrive many at a time, so the
+/// gap between two of them says little about one task.
+pub(super) fn on_done(pool: &Arc<Shared>, slot: &Slot, id: u64, reply: ReplyRef<'_>, ns: u64) -> bool {
     let mut st = slot.lock();
     if !matches!(st.inflight.front(), Some(Work::One(p)) if p.id == id) {
         return false;
     }
     let Some(Work::One(front)) = st.inflight.pop_front() else { return false };
     st.inflight_tasks -= 1;
-    let took = now.saturating_duration_since(st.front_since);
+    // When the next job started: for its timeout, or to time a batch. Otherwise not worth
+    // a clock read per reply (it is not cheap on every machine).
+    let now = if pool.cfg.timeout.is_some() || matches!(st.inflight.front(), Some(Work::Many(_))) {
+        Instant::now()
+    } else {
+        st.front_since
+    };
     st.front_since = now;
+    let took = Duration::from_nanos(ns);
     // A job the clock stopped ended as a timeout, whatever it answered when interrupted.
     let timed_out = st.timed_out == Some((id, WHOLE));
     if timed_out {

@@ -56,8 +56,10 @@ pub(super) struct Staging {
     batch: Option<(u64, u32)>,
     /// Bumped by every send: the flusher knows what it saw is gone.
     epoch: u64,
-    /// When the oldest staged reply was staged (`CLOCK_MONOTONIC` ns).
+    /// When the oldest staged reply was staged (ns, see `now`).
     oldest: u64,
+    /// The pool times its tasks: element start times must be precise.
+    timed: bool,
     closed: bool,
 }
 
@@ -69,7 +71,9 @@ pub(super) struct Stage {
 
 impl Stage {
     pub(super) fn new(out: Out, ledger: Ledger) -> Stage {
-        let st = Staging { out, ledger, off: 0, count: 0, batch: None, epoch: 0, oldest: 0, closed: false };
+        let timed = ledger.timed();
+        let st =
+            Staging { out, ledger, off: 0, count: 0, batch: None, epoch: 0, oldest: 0, timed, closed: false };
         Stage { st: Mutex::new(st), staged: Condvar::new() }
     }
 
@@ -157,7 +161,8 @@ impl Staging {
         self.flush();
         self.batch = batch;
         let (id, first) = batch.unwrap_or((0, 0));
-        self.ledger.begin(id, first, ledger::mono_ns());
+        let now = if self.timed { ledger::mono_ns() } else { ledger::coarse_ns() };
+        self.ledger.begin(id, first, now);
     }
 
     /// Stages the reply of element `k` of the current batch; the next starts now. Without
@@ -169,7 +174,8 @@ impl Staging {
                 Ok(bytes) => {
                     self.off += bytes.len();
                     self.count += 1;
-                    let now = ledger::mono_ns();
+                    // The next element's start time: precise only when timeouts read it.
+                    let now = if self.timed { ledger::mono_ns() } else { ledger::coarse_ns() };
                     self.ledger.commit(now);
                     if self.count == 1 {
                         self.oldest = now;
@@ -191,12 +197,12 @@ impl Staging {
         }
     }
 
-    /// Stages a single job's `Done` frame.
-    pub(super) fn stage_done(&mut self, id: u64, reply: Reply) {
+    /// Stages a single job's `Done` frame (it ran `ns` nanoseconds).
+    pub(super) fn stage_done(&mut self, id: u64, reply: Reply, ns: u64) {
         if self.batch.is_some() {
             self.begin(None);
         }
-        let msg = FromWorker::Done { id, reply };
+        let msg = FromWorker::Done { id, reply, ns };
         loop {
             let area = self.ledger.area(self.off);
             if area.len() > frame::HEADER {
@@ -205,7 +211,8 @@ impl Staging {
                     frame::fill_header(head, FrameKind::FromWorker, n as u32);
                     self.off += frame::HEADER + n;
                     self.count += 1;
-                    self.ledger.commit(ledger::mono_ns());
+                    // No start time: the parent times single jobs itself.
+                    self.ledger.commit(0);
                     return;
                 }
             }

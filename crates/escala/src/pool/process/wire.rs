@@ -62,8 +62,8 @@ pub(crate) enum ToWorkerIn<'a> {
 pub(crate) enum FromWorker {
     /// Ready for jobs; `init` is the initializer's reply when it did not succeed.
     Ready { pid: u32, init: Option<Reply> },
-    /// The job `id` ended.
-    Done { id: u64, reply: Reply },
+    /// The job `id` ended, after running `ns` nanoseconds in the worker.
+    Done { id: u64, reply: Reply, ns: u64 },
     /// Elements `first..first + count` of batch `id` ended: `replies` holds their
     /// postcard-encoded [`Reply`]s, one after the other.
     Replies { id: u64, first: u32, count: u32, replies: Vec<u8> },
@@ -83,6 +83,7 @@ pub(crate) enum FromWorkerRef<'a> {
         id: u64,
         #[serde(borrow)]
         reply: ReplyRef<'a>,
+        ns: u64,
     },
     Replies {
         id: u64,
