@@ -3,7 +3,8 @@
 # of the ratios go to benchmarks/results/<date>.md (see README.md).
 #
 #   benchmarks/run.sh            # 3 repetitions of everything
-#   benchmarks/run.sh --quick    # 1 repetition, shorter sampling, no Celery/RQ/Dramatiq
+#   benchmarks/run.sh --quick    # 1 repetition, shorter sampling, smaller W5/W6/W8, no
+#                                # Celery/RQ/Dramatiq: about 5 minutes once built
 #   benchmarks/run.sh --reps 5   # more repetitions
 #
 # W1-W4, W9, W10: criterion benches (benches/) and Python peers (python/), summarized by
@@ -117,7 +118,8 @@ cp "$raw/summary.json" "${report%.md}.json"
 
 # 5. The workloads with scripts of their own; their Markdown goes at the end of the page.
 if [ "$quick" = 1 ]; then
-    extra=("w5_run.sh --reps 1" "w6_redis.sh --reps 1 --no-peers" "w8_restart.sh --reps 1 --kills 10")
+    # A fifth of W5's jobs, a quarter of W6's tasks, 5 kills: a check that all runs, in minutes.
+    extra=("w5_run.sh --reps 1 --scale 5" "w6_redis.sh --reps 1 --no-peers --tasks 5000" "w8_restart.sh --reps 1 --kills 5")
 else
     extra=("w5_run.sh --reps $reps" "w6_redis.sh --reps $reps" "w8_restart.sh --reps $reps")
 fi

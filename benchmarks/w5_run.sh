@@ -8,6 +8,7 @@
 #
 #   benchmarks/w5_run.sh             # 3 repetitions (GNU parallel alone takes ~30 s each)
 #   benchmarks/w5_run.sh --reps 5
+#   benchmarks/w5_run.sh --reps 1 --scale 5   # a fifth of the jobs: a quick check, not a W5 figure
 #
 # Installs GNU parallel with apt-get when it is missing (as root).
 set -euo pipefail
@@ -17,14 +18,18 @@ root=$(cd "$here/.." && pwd)
 cd "$root"
 
 reps=3
+scale=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --reps) reps=$2; shift ;;
+        --scale) scale=$2; shift ;;
         -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
 done
+na=$((2000 / scale))
+nb=$((1000 / scale))
 
 if ! command -v parallel >/dev/null; then
     echo "== installing GNU parallel" >&2
@@ -65,16 +70,16 @@ sleep_bin=$(type -P sleep)
 
 side() { # side WORKLOAD NAME: runs one side of one workload
     case "$1:$2" in
-        a:escala) seq 2000 | "$escala" run -j2 -N0 "$true_bin" ;;
-        a:min) "$min" 2000 2 "$true_bin" ;;
-        a:xargs) seq 2000 | xargs -P2 -n1 "$true_bin" ;;
-        a:parallel) seq 2000 | parallel --will-cite -j2 -N0 "$true_bin" ;;
-        a:bash) bash_loop 2000 2 "$true_bin" ;;
-        b:escala) seq 1000 | "$escala" run -j32 -N0 "$sleep_bin" 0.01 ;;
-        b:min) "$min" 1000 32 "$sleep_bin" 0.01 ;;
-        b:xargs) seq 1000 | xargs -P32 -I{} "$sleep_bin" 0.01 ;;
-        b:parallel) seq 1000 | parallel --will-cite -j32 -N0 "$sleep_bin" 0.01 ;;
-        b:bash) bash_loop 1000 32 "$sleep_bin" 0.01 ;;
+        a:escala) seq "$na" | "$escala" run -j2 -N0 "$true_bin" ;;
+        a:min) "$min" "$na" 2 "$true_bin" ;;
+        a:xargs) seq "$na" | xargs -P2 -n1 "$true_bin" ;;
+        a:parallel) seq "$na" | parallel --will-cite -j2 -N0 "$true_bin" ;;
+        a:bash) bash_loop "$na" 2 "$true_bin" ;;
+        b:escala) seq "$nb" | "$escala" run -j32 -N0 "$sleep_bin" 0.01 ;;
+        b:min) "$min" "$nb" 32 "$sleep_bin" 0.01 ;;
+        b:xargs) seq "$nb" | xargs -P32 -I{} "$sleep_bin" 0.01 ;;
+        b:parallel) seq "$nb" | parallel --will-cite -j32 -N0 "$sleep_bin" 0.01 ;;
+        b:bash) bash_loop "$nb" 32 "$sleep_bin" 0.01 ;;
     esac
 }
 
@@ -94,17 +99,17 @@ done
 stamp=$(date +%Y-%m-%d-%H%M%S)
 mkdir -p "$here/results"
 out="$here/results/w5-$stamp.md"
-python3 - "$raw" "$reps" >"$out" <<'PY'
+python3 - "$raw" "$reps" "$na" "$nb" >"$out" <<'PY'
 import statistics, sys
-raw, reps = sys.argv[1], int(sys.argv[2])
+raw, reps, na, nb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 t = {}
 loads = []
 for line in open(raw):
     r, w, s, secs, load = line.split()
     t.setdefault((w, s), {})[int(r)] = float(secs)
     loads.append(float(load))
-jobs = {"a": 2000, "b": 1000}
-names = {"a": "(a) 2,000 x `true`, 2 slots", "b": "(b) 1,000 x `sleep 0.01`, 32 slots"}
+jobs = {"a": na, "b": nb}
+names = {"a": f"(a) {na:,} x `true`, 2 slots", "b": f"(b) {nb:,} x `sleep 0.01`, 32 slots"}
 def fmt(v):
     return f"{statistics.median(v):.3f} ({min(v):.3f}-{max(v):.3f})"
 print(f"# W5: parallel commands ({reps} interleaved repetitions, load average {min(loads):.1f}-{max(loads):.1f})\n")
