@@ -30,6 +30,20 @@ pub(crate) fn client(url: &str) -> Result<redis::Client, crate::Error> {
 }
 
 /// Connects once, failing fast: for constructors that should report an unreachable broker.
+/// Opens `url`, connects once (an unreachable server is an error now, not later) and makes
+/// sure `queue`'s stream and consumer group exist: what an executor and a worker both do
+/// first.
+pub(crate) fn open_queue(
+    url: &str,
+    queue: &str,
+) -> Result<(redis::Client, Connection, crate::keys::QueueKeys), crate::Error> {
+    let client = client(url)?;
+    let mut c = connect_once(&client, url)?;
+    let keys = crate::keys::QueueKeys::new(queue);
+    crate::status::ensure_queue(&mut c, &keys).map_err(|e| crate::Error::command(url, e))?;
+    Ok((client, c, keys))
+}
+
 pub(crate) fn connect_once(client: &redis::Client, url: &str) -> Result<Connection, crate::Error> {
     client.get_connection_with_timeout(CONNECT_TIMEOUT).map_err(|e| crate::Error::unreachable(url, e))
 }

@@ -179,6 +179,18 @@ impl Signer {
 }
 
 /// Reads a signing key file: its bytes with surrounding whitespace trimmed; must not be empty.
+/// The signing key a builder was given: the key itself, else the one in its key file.
+pub(crate) fn resolve_key(
+    key: Option<Vec<u8>>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<Vec<u8>>, crate::Error> {
+    match (key, file) {
+        (Some(k), _) => Ok(Some(k)),
+        (None, Some(path)) => read_key(path).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
 pub(crate) fn read_key(path: &std::path::Path) -> Result<Vec<u8>, crate::Error> {
     let raw = std::fs::read(path).map_err(|e| crate::Error::key(format!("{}: {e}", path.display())))?;
     let key = raw.trim_ascii().to_vec();

@@ -123,15 +123,8 @@ impl RedisExecutor {
                 b.queue
             )));
         }
-        let key = match (&b.key, &b.key_file) {
-            (Some(k), _) => Some(k.clone()),
-            (None, Some(path)) => Some(wire::read_key(path)?),
-            (None, None) => None,
-        };
-        let client = conn::client(&b.url)?;
-        let mut c = conn::connect_once(&client, &b.url)?;
-        let keys = QueueKeys::new(&b.queue);
-        crate::status::ensure_queue(&mut c, &keys).map_err(|e| Error::command(&b.url, e))?;
+        let key = wire::resolve_key(b.key.clone(), b.key_file.as_deref())?;
+        let (client, _, keys) = conn::open_queue(&b.url, &b.queue)?;
         let client_id = format!("{:016x}", fastrand::u64(..));
         let (tx, rx) = crossbeam_channel::unbounded();
         let inner = Arc::new(Inner {

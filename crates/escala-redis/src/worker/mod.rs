@@ -159,15 +159,8 @@ impl RunningWorker {
                 "concurrency and max attempts must be at least 1, the lease at least 30 ms",
             ));
         }
-        let key = match (b.key, &b.key_file) {
-            (Some(k), _) => Some(k),
-            (None, Some(path)) => Some(wire::read_key(path)?),
-            (None, None) => None,
-        };
-        let client = conn::client(&b.url)?;
-        let mut c = conn::connect_once(&client, &b.url)?;
-        let keys = QueueKeys::new(&b.queue);
-        crate::status::ensure_queue(&mut c, &keys).map_err(|e| Error::command(&b.url, e))?;
+        let key = wire::resolve_key(b.key, b.key_file.as_deref())?;
+        let (client, mut c, keys) = conn::open_queue(&b.url, &b.queue)?;
         let consumer =
             format!("{}-{}-{:08x}", crate::status::hostname(), std::process::id(), fastrand::u32(..));
         let shared = Arc::new(Shared {
