@@ -233,9 +233,9 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
         let ns = ended.duration_since(started).as_nanos().min(u128::from(u64::MAX)) as u64;
         running.lock().unwrap_or_else(|e| e.into_inner()).token = None;
         let mut st = stage.lock();
-        st.stage_done(id, cap_reply(reply, max as u64), ns);
-        if jobs.is_empty() {
-            st.flush(); // nothing more at hand: send now
+        st.stage_done(id, cap_reply(reply, max as u64), ns, ended);
+        if jobs.is_empty() || st.due(ended) {
+            st.flush(); // nothing more at hand, or the oldest waited long enough: send now
         } else {
             stage.staged(&st);
             last_end = Some(ended);

@@ -2,22 +2,34 @@
 //! from the moment they are committed — and written to the socket many at a time.
 //!
 //! The main thread stages each reply before it starts the next job, and sends what is
-//! staged when it has no more work at hand or at the end of a batch. While it runs a long
-//! job, a flusher thread sends what is staged after [`FLUSH_WAIT`], so a finished task never
-//! waits for the next one to end.
+//! staged when it has no more work at hand, at the end of a batch, or when the oldest staged
+//! reply has waited [`FLUSH_WAIT`]. While it runs a long job, a flusher thread sends what is
+//! staged a little later, so a finished task never waits for the next one to end.
+//!
+//! Each send wakes the parent (and so takes a core from a worker on a small machine): in a
+//! stream of short tasks, replies go out about once per [`FLUSH_WAIT`], not once per task.
+//! The flusher sleeps with a deadline while replies are staged and is woken only when it is
+//! parked (nothing staged), so a stream costs it about one wake-up per send.
 
 use std::io::{BufWriter, IoSlice, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::ledger::{self, Ledger};
 use super::wire::{FromWorker, RepliesHead};
 use crate::process::frame::{self, FrameKind};
 use crate::task::{self, Reply};
 
-/// How long staged replies wait while the main thread is busy with a job.
-const FLUSH_WAIT: Duration = Duration::from_micros(200);
+/// How long staged replies of single jobs wait for more: the main thread sends them at the
+/// end of the first job that ends this long after the oldest was staged. Measured on W3
+/// (400 × 140 µs tasks, 2 workers, 2 cores, (`w3_probe` in `benches`)): 200 µs cost a
+/// sixth of the speed-up in wake-ups; 1 ms brings the pool level with two plain threads.
+pub(super) const FLUSH_WAIT: Duration = Duration::from_millis(1);
+
+/// The flusher sends staged replies this much after [`FLUSH_WAIT`] (the main thread, which
+/// sends them without a thread switch, goes first when its jobs are short).
+const FLUSHER_SLACK: Duration = Duration::from_micros(500);
 
 /// The socket to the parent.
 pub(super) struct Out {
@@ -54,10 +66,12 @@ pub(super) struct Staging {
     count: u32,
     /// A batch's replies, `(id, first element)`; `None`: whole `Done` frames.
     batch: Option<(u64, u32)>,
-    /// Bumped by every send: the flusher knows what it saw is gone.
-    epoch: u64,
-    /// When the oldest staged reply was staged (ns, see `now`).
+    /// When the oldest staged reply was staged (ns, see `now`; batches).
     oldest: u64,
+    /// When the oldest staged `Done` was staged (single jobs).
+    oldest_at: Instant,
+    /// The flusher waits without a deadline: wake it when something is staged.
+    parked: bool,
     /// The pool times its tasks: element start times must be precise.
     timed: bool,
     closed: bool,
@@ -72,8 +86,18 @@ pub(super) struct Stage {
 impl Stage {
     pub(super) fn new(out: Out, ledger: Ledger) -> Stage {
         let timed = ledger.timed();
-        let st =
-            Staging { out, ledger, off: 0, count: 0, batch: None, epoch: 0, oldest: 0, timed, closed: false };
+        let st = Staging {
+            out,
+            ledger,
+            off: 0,
+            count: 0,
+            batch: None,
+            oldest: 0,
+            oldest_at: Instant::now(),
+            parked: false,
+            timed,
+            closed: false,
+        };
         Stage { st: Mutex::new(st), staged: Condvar::new() }
     }
 
@@ -81,32 +105,34 @@ impl Stage {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Tells the flusher something was staged (on the first reply after a send).
+    /// Tells the flusher something was staged, if it waits without a deadline.
     pub(super) fn staged(&self, st: &Staging) {
-        if st.count == 1 {
+        if st.parked {
             self.staged.notify_one();
         }
     }
 
-    /// The flusher thread: sends what stays staged longer than [`FLUSH_WAIT`].
+    /// The flusher thread: sends single jobs' replies staged longer than the flush wait and
+    /// a bit (a long job runs; a stream of short ones sends its own). Batches send their own.
     pub(super) fn flusher(&self) {
         let mut st = self.lock();
         loop {
-            while st.count == 0 && !st.closed {
-                st = self.staged.wait(st).unwrap_or_else(|e| e.into_inner());
-            }
             if st.closed {
                 return;
             }
-            let seen = st.epoch;
-            st = self
-                .staged
-                .wait_timeout_while(st, FLUSH_WAIT, |s| s.epoch == seen && !s.closed)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            if st.epoch == seen {
-                st.flush();
+            if st.count == 0 || st.batch.is_some() {
+                st.parked = true;
+                st = self.staged.wait(st).unwrap_or_else(|e| e.into_inner());
+                st.parked = false;
+                continue;
             }
+            let due = st.oldest_at + FLUSH_WAIT + FLUSHER_SLACK;
+            let now = Instant::now();
+            if now >= due {
+                st.flush();
+                continue;
+            }
+            st = self.staged.wait_timeout(st, due - now).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 
@@ -153,7 +179,6 @@ impl Staging {
             }
         }
         (self.off, self.count) = (0, 0);
-        self.epoch += 1;
     }
 
     /// Starts staging for batch `id` from element `first` (`None`: single jobs' `Done`).
@@ -197,8 +222,13 @@ impl Staging {
         }
     }
 
-    /// Stages a single job's `Done` frame (it ran `ns` nanoseconds).
-    pub(super) fn stage_done(&mut self, id: u64, reply: Reply, ns: u64) {
+    /// Whether the oldest staged reply has waited the flush wait at `now`.
+    pub(super) fn due(&self, now: Instant) -> bool {
+        self.count > 0 && now.saturating_duration_since(self.oldest_at) >= FLUSH_WAIT
+    }
+
+    /// Stages a single job's `Done` frame (it ran `ns` nanoseconds and ended at `now`).
+    pub(super) fn stage_done(&mut self, id: u64, reply: Reply, ns: u64, now: Instant) {
         if self.batch.is_some() {
             self.begin(None);
         }
@@ -211,6 +241,9 @@ impl Staging {
                     frame::fill_header(head, FrameKind::FromWorker, n as u32);
                     self.off += frame::HEADER + n;
                     self.count += 1;
+                    if self.count == 1 {
+                        self.oldest_at = now;
+                    }
                     // No start time: the parent times single jobs itself.
                     self.ledger.commit(0);
                     return;

@@ -69,6 +69,11 @@ pub(super) fn writer_main(pool: &Arc<Shared>, idx: usize, sock: &Mutex<UnixStrea
                 continue 'work;
             }
         };
+        // Near the end of the queue, each worker takes a share of what is left (half of an
+        // even split, as in guided scheduling), so no worker holds a long prefetch while
+        // another runs dry. W3's end: `w3_probe` in `benches`.
+        let left = usize::try_from(pool.queued.load(SeqCst)).unwrap_or(0);
+        let tasks = tasks.min((left / (2 * pool.slots.len())).max(1));
         let mut taken = 0;
         let mut next = Some(first);
         while let Some(mut w) = next.take() {
