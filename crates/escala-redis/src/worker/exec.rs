@@ -69,7 +69,7 @@ fn process(shared: &Shared, conn: &mut Conn, d: &Delivery) -> Option<Commit> {
 }
 
 /// Checks one entry: `Ok` with the commit of an entry refused here, `Err` with the task to run.
-fn checked(shared: &Shared, d: &Delivery) -> Result<Option<Commit>, Envelope> {
+fn checked(shared: &Shared, d: &Delivery) -> Result<Option<Commit>, Box<Envelope>> {
     let cfg = &shared.cfg;
     let e = &d.entry;
     let attempt = 1;
@@ -119,7 +119,7 @@ fn checked(shared: &Shared, d: &Delivery) -> Result<Option<Commit>, Envelope> {
     };
     match refused {
         Some(why) => Ok(Some(refuse(shared, e, &env, attempt, why))),
-        None => Err(env),
+        None => Err(Box::new(env)),
     }
 }
 
