@@ -116,9 +116,9 @@ pub fn run_registered(name: &str, args: &[u8]) -> Result<Vec<u8>, ErrorKind> {
 ///
 /// ```
 /// #[escala::task]
-/// fn until_cancelled() -> &'static str {
+/// fn until_cancelled() -> String {
 ///     escala::current().wait();
-///     "stopped"
+///     "stopped".to_string()
 /// }
 ///
 /// let (h, c) = escala::remote::pair::<()>("run");
