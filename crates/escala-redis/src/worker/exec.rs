@@ -1,10 +1,9 @@
 //! The run threads: check one delivered entry (size, signature, format, build, task name),
-//! start it (the start step renews its lease, skips it if cancelled, counts the attempt),
-//! run it, and turn the outcome into a [`Commit`]. Nothing here panics on bad input: a
-//! malformed entry becomes a dead letter with the reason.
+//! start it (the start step, through the starter thread: skipped if cancelled, the attempt
+//! counted), run it, and turn the outcome into a [`Commit`]. Nothing here panics on bad
+//! input: a malformed entry becomes a dead letter with the reason.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use escala::{ErrorKind, remote};
@@ -12,7 +11,7 @@ use escala::{ErrorKind, remote};
 use super::Shared;
 use super::commit::{Commit, Reply};
 use super::start::{self, Start};
-use crate::conn::{Conn, Entry};
+use crate::conn::Entry;
 use crate::keys;
 use crate::wire::{self, Envelope, Job, ResultMsg, WireError};
 
@@ -21,8 +20,15 @@ pub(crate) struct Delivery {
     pub(crate) entry: Entry,
 }
 
-pub(super) fn run(shared: &Shared, client: redis::Client, rx: Receiver<Delivery>, commit_tx: Sender<Commit>) {
-    let mut conn = Conn::new(client, Some(Duration::from_secs(10)));
+pub(super) fn run(
+    shared: &Shared,
+    starter: Sender<start::Request>,
+    rx: Receiver<Delivery>,
+    commit_tx: Sender<Commit>,
+) {
+    // This thread's answers from the starter thread, one at a time.
+    let (reply, answers) = crossbeam_channel::bounded(1);
+    let mut conn = Starter { tx: starter, reply, answers };
     for d in rx {
         let commit =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(shared, &mut conn, &d)))
@@ -37,6 +43,26 @@ pub(super) fn run(shared: &Shared, client: redis::Client, rx: Receiver<Delivery>
         if commit_tx.send(commit).is_err() {
             break;
         }
+    }
+}
+
+/// A run thread's way to the starter thread.
+struct Starter {
+    tx: Sender<start::Request>,
+    reply: Sender<Start>,
+    answers: Receiver<Start>,
+}
+
+impl Starter {
+    /// Asks the starter thread to start `entry` of task `task` and waits for its answer.
+    fn start(&mut self, entry: &str, task: &str) -> Start {
+        let req =
+            start::Request { entry: entry.to_string(), task: task.to_string(), reply: self.reply.clone() };
+        if self.tx.send(req).is_err() {
+            // No starter (the worker is going away): leave the entry for another worker.
+            return Start::Lost;
+        }
+        self.answers.recv().unwrap_or(Start::Lost)
     }
 }
 
@@ -61,7 +87,7 @@ fn result(shared: &Shared, env: &Envelope, attempt: u32, outcome: Result<Vec<u8>
 }
 
 /// Checks, starts and runs one entry; `None` when another worker holds it now.
-fn process(shared: &Shared, conn: &mut Conn, d: &Delivery) -> Option<Commit> {
+fn process(shared: &Shared, conn: &mut Starter, d: &Delivery) -> Option<Commit> {
     match checked(shared, d) {
         Ok(done) => done,
         Err(env) => run_checked(shared, conn, d, &env),
@@ -124,19 +150,11 @@ fn checked(shared: &Shared, d: &Delivery) -> Result<Option<Commit>, Box<Envelope
 }
 
 /// Starts and runs a checked task.
-fn run_checked(shared: &Shared, conn: &mut Conn, d: &Delivery, env: &Envelope) -> Option<Commit> {
+fn run_checked(shared: &Shared, conn: &mut Starter, d: &Delivery, env: &Envelope) -> Option<Commit> {
     let cfg = &shared.cfg;
     let e = &d.entry;
     shared.runs.register(&env.id);
-    let started = match conn.run(&shared.never, |c| start::start(c, shared, &e.id, &env.id)) {
-        Some(Ok(s)) => s,
-        Some(Err(err)) => {
-            // Redis refused the step (out of memory, say): run it uncounted rather than never.
-            eprintln!("escala-redis worker: starting task {} could not count the attempt: {err}", env.id);
-            Start::Run(1)
-        }
-        None => unreachable!("starts are never stopped"),
-    };
+    let started = conn.start(&e.id, &env.id);
     let attempt = match started {
         Start::Run(n) => n,
         Start::Lost => {

@@ -232,10 +232,16 @@ impl RunningWorker {
             let (s, cl) = (shared.clone(), client.clone());
             workers.push(spawn("escala-redis-fetch", Box::new(move || fetch::run(&s, cl, run_tx)))?);
         }
+        let (start_tx, start_rx) = crossbeam_channel::unbounded::<start::Request>();
         for i in 0..b.concurrency {
-            let (s, cl, rx, ctx) = (shared.clone(), client.clone(), run_rx.clone(), commit_tx.clone());
+            let (s, st, rx, ctx) = (shared.clone(), start_tx.clone(), run_rx.clone(), commit_tx.clone());
             workers
-                .push(spawn(&format!("escala-redis-run-{i}"), Box::new(move || exec::run(&s, cl, rx, ctx)))?);
+                .push(spawn(&format!("escala-redis-run-{i}"), Box::new(move || exec::run(&s, st, rx, ctx)))?);
+        }
+        drop(start_tx);
+        {
+            let (s, cl) = (shared.clone(), client.clone());
+            workers.push(spawn("escala-redis-start", Box::new(move || start::run(&s, cl, start_rx)))?);
         }
         drop((run_rx, commit_tx));
         {
