@@ -101,6 +101,10 @@ struct RunArgs {
     /// With --redis: the queue the workers take jobs from.
     #[arg(long, value_name = "Q", default_value = "default", requires = "redis")]
     queue: String,
+    /// With a rediss:// --redis URL: the PEM file of the CA certificates the server's
+    /// certificate must be signed by (default: the system's roots; unused without --redis).
+    #[arg(long, value_name = "FILE", env = "ESCALA_REDIS_TLS_CA")]
+    tls_ca: Option<PathBuf>,
     /// Write the library's lifecycle events to FILE, one JSON object a line.
     #[arg(long, value_name = "FILE")]
     events: Option<std::path::PathBuf>,
@@ -205,9 +209,13 @@ struct ServeTarget {
 
 #[derive(Debug, clap::Args)]
 struct WorkerArgs {
-    /// Redis URL: redis://[user:password@]host:port[/db] (rediss:// with the `tls` feature).
+    /// Redis URL: redis://[user:password@]host:port[/db], or rediss://… for TLS.
     #[arg(long, value_name = "URL")]
     redis: String,
+    /// With a rediss:// URL: the PEM file of the CA certificates the server's certificate
+    /// must be signed by (default: the system's roots).
+    #[arg(long, value_name = "FILE", env = "ESCALA_REDIS_TLS_CA")]
+    tls_ca: Option<PathBuf>,
     /// The queue to run.
     #[arg(long, default_value = "default")]
     queue: String,
@@ -228,9 +236,20 @@ struct WorkerArgs {
 
 #[derive(Debug, clap::Args)]
 struct StatusArgs {
-    /// Redis URL: redis://[user:password@]host:port[/db].
+    /// Redis URL: redis://[user:password@]host:port[/db], or rediss://… for TLS.
     #[arg(long, value_name = "URL")]
     redis: String,
+    /// With a rediss:// URL: the PEM file of the CA certificates the server's certificate
+    /// must be signed by (default: the system's roots).
+    #[arg(long, value_name = "FILE", env = "ESCALA_REDIS_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Show the result kept for this task id (what ran, its attempt, its outcome; a
+    /// command's exit code and output) instead of the queues.
+    #[arg(long, value_name = "ID")]
+    result: Option<String>,
+    /// With --result: accept only a result signed with the key in this file.
+    #[arg(long, value_name = "PATH", requires = "result")]
+    key_file: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -391,9 +410,16 @@ pub(crate) fn parse() -> Result<Config, ExitCode> {
             concurrency: a.concurrency as usize,
             allow_commands: a.allow_commands,
             key_file: a.key_file,
+            tls_ca: a.tls_ca,
             lease: std::time::Duration::from_secs_f64(a.lease.max(0.03)),
         }),
-        Command::Status(a) => Config::Status(StatusConfig { redis: a.redis, json: a.json }),
+        Command::Status(a) => Config::Status(StatusConfig {
+            redis: a.redis,
+            tls_ca: a.tls_ca,
+            result: a.result,
+            key_file: a.key_file,
+            json: a.json,
+        }),
     })
 }
 
@@ -465,7 +491,7 @@ fn run_config(a: RunArgs) -> Result<RunConfig, String> {
         shell,
         memfree: a.memfree,
         pipe_block: a.pipe.then(|| a.block.unwrap_or(1 << 20).max(1)),
-        redis: a.redis.map(|url| runcfg::Remote { url, queue: a.queue }),
+        redis: a.redis.map(|url| runcfg::Remote { url, queue: a.queue, tls_ca: a.tls_ca }),
         load: a.load.as_deref().map(|l| runcfg::parse_load(l, cores)).transpose()?,
     })
 }

@@ -63,6 +63,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) concurrency: usize,
     pub(crate) allow_commands: bool,
     pub(crate) key_file: Option<std::path::PathBuf>,
+    /// `--tls-ca`: the CA file a rediss:// server's certificate is checked against.
+    pub(crate) tls_ca: Option<PathBuf>,
     pub(crate) lease: std::time::Duration,
 }
 
@@ -70,6 +72,12 @@ pub(crate) struct WorkerConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StatusConfig {
     pub(crate) redis: String,
+    /// `--tls-ca`: the CA file a rediss:// server's certificate is checked against.
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// `--result ID`: show this task's kept result instead of the queues.
+    pub(crate) result: Option<String>,
+    /// `--key-file`: the key the result must be signed with.
+    pub(crate) key_file: Option<PathBuf>,
     pub(crate) json: bool,
 }
 

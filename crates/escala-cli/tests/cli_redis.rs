@@ -117,3 +117,88 @@ fn key_file_signs_and_refuses_unsigned() {
     let e = join(unsigned.submit_command("echo", ["no"])).unwrap_err();
     assert!(e.to_string().contains("unsigned message refused"), "{e}");
 }
+
+#[test]
+fn status_shows_a_kept_result_by_id() {
+    let r = RedisServer::start();
+    let url = r.url();
+    let _w = worker(&r, "kept", &["--allow-commands"]);
+    let ex = RedisExecutor::builder(&url).queue("kept").build().unwrap();
+    let h = ex.submit_command("sh", ["-c", "echo out; echo err >&2; exit 3"]);
+    let id = ex.task_id(&h);
+    assert_eq!(join(h).unwrap().code, Some(3));
+
+    let o = escala(&["status", "--redis", &url, "--result", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for want in [format!("task     {id}"), "job      command sh -c".into(), "exited with code 3".into()] {
+        assert!(text.contains(&want), "{want:?} in {text}");
+    }
+    assert!(text.contains("stdout\n  out\nstderr\n  err\n"), "{text}");
+    let o = escala(&["status", "--redis", &url, "--result", &id, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["ok"].as_bool(), v["attempt"].as_u64()), (Some(true), Some(1)));
+    assert_eq!((v["command"]["code"].as_i64(), v["command"]["stdout"].as_str()), (Some(3), Some("out\n")));
+
+    // A task this worker refused: its error is kept too.
+    let h = ex.submit_task(plus_one::call(1));
+    let refused = ex.task_id(&h);
+    join(h).unwrap_err();
+    let o = escala(&["status", "--redis", &url, "--result", &refused, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["ok"].as_bool(), v["error"]["kind"].as_str()), (Some(false), Some("refused")));
+
+    // No such result, and a malformed id: one line each, exit 2.
+    let unknown = format!("{}-999999", ex.client_id());
+    for (id, want) in [(unknown.as_str(), "no result is kept for task"), ("../x", "bad task id")] {
+        let o = escala(&["status", "--redis", &url, "--result", id]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("escala: error:") && err.contains(want), "{err}");
+    }
+}
+
+#[test]
+fn worker_run_and_status_over_rediss() {
+    let r = RedisServer::start_tls(&[]);
+    let files = r.tls.as_ref().unwrap();
+    let (url, ca) = (r.url(), files.ca.to_str().unwrap().to_string());
+    assert!(url.starts_with("rediss://"));
+    let _w = worker(&r, "tlsq", &["--allow-commands", "--tls-ca", &ca]);
+    let o = escala(&[
+        "run", "--redis", &url, "--tls-ca", &ca, "--queue", "tlsq", "-k", "echo", "tls-{}", ":::", "a", "b",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "tls-a\ntls-b\n");
+    let o = escala(&["status", "--redis", &url, "--tls-ca", &ca, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: escala_redis::Status = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s.queues.iter().find(|q| q.name == "tlsq").map(|q| q.completed), Some(2));
+    // The CA file can come from the environment too.
+    let o = Command::new(env!("CARGO_BIN_EXE_escala"))
+        .args(["status", "--redis", &url])
+        .env("ESCALA_REDIS_TLS_CA", &ca)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // A CA that did not sign the server's certificate: one error line, non-zero, at once
+    // (the worker says what it is about to run first).
+    let wrong = files.wrong_ca.to_str().unwrap();
+    for (args, code) in [
+        (vec!["status", "--redis", &url, "--tls-ca", wrong], 2),
+        (vec!["worker", "--redis", &url, "--tls-ca", wrong, "--queue", "tlsq"], 2),
+        // `escala run` exits 255 on errors, as GNU parallel does.
+        (vec!["run", "--redis", &url, "--tls-ca", wrong, "--queue", "tlsq", "echo", ":::", "x"], 255),
+    ] {
+        let t0 = std::time::Instant::now();
+        let o = escala(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+        let errors: Vec<&str> = err.lines().filter(|l| !l.starts_with("escala worker:")).collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        assert!(errors[0].starts_with("escala: error:") && errors[0].contains("certificate"), "{err}");
+        assert!(t0.elapsed() < Duration::from_secs(20), "{args:?} took {:?}", t0.elapsed());
+    }
+}

@@ -23,27 +23,67 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
-/// Opens a client for `url` (`redis://`, `rediss://` with the `tls` feature, `unix://`).
-pub(crate) fn client(url: &str) -> Result<redis::Client, crate::Error> {
-    redis::Client::open(url)
-        .map_err(|e| crate::Error::config(format!("bad Redis URL `{}`: {e}", redact(url))))
+/// Opens a client for `url`: `redis://`, `unix://`, or `rediss://` (TLS, with the `tls`
+/// feature; the server's certificate is checked against the CA certificates of `ca_file`,
+/// a PEM file, or else the system's roots).
+pub(crate) fn client(url: &str, ca_file: Option<&std::path::Path>) -> Result<redis::Client, crate::Error> {
+    let bad = |e: redis::RedisError| crate::Error::config(format!("bad Redis URL `{}`: {e}", redact(url)));
+    if !url.starts_with("rediss://") {
+        if ca_file.is_some() {
+            return Err(crate::Error::config(format!(
+                "a TLS CA file is for rediss:// URLs only, not `{}`",
+                redact(url)
+            )));
+        }
+        return redis::Client::open(url).map_err(bad);
+    }
+    tls_client(url, ca_file)
 }
 
-/// Connects once, failing fast: for constructors that should report an unreachable broker.
+#[cfg(feature = "tls")]
+fn tls_client(url: &str, ca_file: Option<&std::path::Path>) -> Result<redis::Client, crate::Error> {
+    // One provider for the whole process (ring); if the program installed one, it stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(path) = ca_file else {
+        return redis::Client::open(url)
+            .map_err(|e| crate::Error::config(format!("bad Redis URL `{}`: {e}", redact(url))));
+    };
+    let pem = std::fs::read(path)
+        .map_err(|e| crate::Error::config(format!("cannot read the TLS CA file {}: {e}", path.display())))?;
+    let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+    redis::Client::build_with_tls(url, certs).map_err(|e| {
+        crate::Error::config(format!(
+            "cannot use `{}` with the TLS CA file {}: {e}",
+            redact(url),
+            path.display()
+        ))
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_client(url: &str, _ca_file: Option<&std::path::Path>) -> Result<redis::Client, crate::Error> {
+    Err(crate::Error::config(format!(
+        "`{}`: rediss:// URLs need escala-redis built with its `tls` feature",
+        redact(url)
+    )))
+}
+
 /// Opens `url`, connects once (an unreachable server is an error now, not later) and makes
 /// sure `queue`'s stream and consumer group exist: what an executor and a worker both do
 /// first.
 pub(crate) fn open_queue(
     url: &str,
+    ca_file: Option<&std::path::Path>,
     queue: &str,
 ) -> Result<(redis::Client, Connection, crate::keys::QueueKeys), crate::Error> {
-    let client = client(url)?;
+    let client = client(url, ca_file)?;
     let mut c = connect_once(&client, url)?;
     let keys = crate::keys::QueueKeys::new(queue);
     crate::status::ensure_queue(&mut c, &keys).map_err(|e| crate::Error::command(url, e))?;
     Ok((client, c, keys))
 }
 
+/// Connects once, failing fast: for constructors that should report an unreachable broker.
 pub(crate) fn connect_once(client: &redis::Client, url: &str) -> Result<Connection, crate::Error> {
     client.get_connection_with_timeout(CONNECT_TIMEOUT).map_err(|e| crate::Error::unreachable(url, e))
 }

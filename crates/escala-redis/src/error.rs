@@ -24,6 +24,8 @@ enum Kind {
     Redis(String),
     #[error("cannot read the signing key: {0}")]
     Key(String),
+    #[error("{0}")]
+    Stored(String),
 }
 
 impl Error {
@@ -44,6 +46,9 @@ impl Error {
     pub(crate) fn key(why: impl Into<String>) -> Error {
         Error { kind: Kind::Key(why.into()) }
     }
+    pub(crate) fn stored(why: impl Into<String>) -> Error {
+        Error { kind: Kind::Stored(why.into()) }
+    }
 
     /// The configuration was invalid (a bad URL, a zero concurrency, …).
     pub fn is_config(&self) -> bool {
@@ -63,5 +68,10 @@ impl Error {
     /// The signing key could not be read or was empty.
     pub fn is_key(&self) -> bool {
         matches!(self.kind, Kind::Key(_))
+    }
+
+    /// Something read from Redis (a kept result) was malformed, or not signed with the key.
+    pub fn is_stored(&self) -> bool {
+        matches!(self.kind, Kind::Stored(_))
     }
 }

@@ -15,10 +15,12 @@ pub(crate) struct QueueKeys {
     pub(crate) stream: String,
     /// Stream of dead letters: the original message and the reason.
     pub(crate) dead: String,
-    /// Hash: stream entry id → attempts started.
+    /// Hash: stream entry id → runs started (counted when a run starts, not on delivery).
     pub(crate) attempts: String,
-    /// Hash of counters: completed, duplicate_results, redelivered, dead_letters.
+    /// Hash of counters: completed, duplicate_results, redelivered, dead_letters, cancelled.
     pub(crate) stats: String,
+    /// Pub/sub channel: the id of each task a caller cancels (workers subscribe).
+    pub(crate) cancels: String,
 }
 
 impl QueueKeys {
@@ -29,13 +31,21 @@ impl QueueKeys {
             dead: format!("escala:dead:{name}"),
             attempts: format!("escala:attempts:{name}"),
             stats: format!("escala:stats:{name}"),
+            cancels: format!("escala:cancels:{name}"),
         }
     }
 }
 
-/// String key holding a task's result for the result TTL (`SET NX`: the first result wins).
+/// Hash holding a task's first result (`m`, `s`, `j`) for the result TTL (`HSETNX`: the first
+/// result wins).
 pub(crate) fn result(task: &str) -> String {
     format!("escala:result:{task}")
+}
+
+/// String key set (with the result TTL) when a caller cancels a task: a worker skips the task,
+/// or stops it if it runs.
+pub(crate) fn cancel(task: &str) -> String {
+    format!("escala:cancel:{task}")
 }
 
 /// Stream a caller reads its results from.

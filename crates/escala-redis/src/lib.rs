@@ -40,11 +40,22 @@
 //! - each task a worker holds is under a lease the worker renews while it lives, so a long
 //!   task is never handed to another worker for being long;
 //! - when a worker dies, others reclaim its tasks once their lease expires (on a timer);
-//!   deliveries are counted, and after `max_attempts` the task goes to a dead-letter
-//!   stream with the reason (and the caller's handle resolves with that error);
+//!   runs are counted as they start (a task a dead worker had only prefetched costs no
+//!   attempt), and a task whose runs were cut short `max_attempts` times goes to a
+//!   dead-letter stream with the reason (and the caller's handle resolves with that error);
 //! - a second result for a task is detected (the first is kept) and counted;
 //! - malformed, oversized, unsigned (when a key is set) or tampered entries are
 //!   dead-lettered with the reason; they never crash a worker.
+//!
+//! ## Cancel, kept results, TLS
+//!
+//! Cancelling a handle reaches the workers: a task not started is skipped, a running one
+//! is stopped (its cancel token set; a command's process group sent SIGTERM, then
+//! SIGKILL). Each result is kept for the result TTL and read by task id
+//! ([`RedisExecutor::task_id`], [`RedisExecutor::result`], [`Server::result`]).
+//! `rediss://` URLs use TLS (the `tls` feature, on by default: rustls, no OpenSSL), with
+//! the server's certificate checked against the system's roots or a CA file
+//! (`tls_ca_file` on the builders and [`Server`]).
 //!
 //! The key layout and the task state machine are in `src/README.md`.
 
@@ -53,12 +64,16 @@ mod conn;
 mod error;
 mod executor;
 mod keys;
+mod results;
+mod server;
 mod status;
 mod wire;
 mod worker;
 
 pub use error::Error;
 pub use executor::{RedisExecutor, RedisExecutorBuilder};
+pub use results::StoredResult;
+pub use server::Server;
 pub use status::{QueueStatus, Status, WorkerInfo};
 pub use wire::CommandOutput;
 pub use worker::{RunningWorker, Worker, WorkerBuilder, WorkerReport};

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use redis::{Connection, RedisResult, Value};
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::keys::{GROUP, QUEUES, QueueKeys, WORKERS};
-use crate::{Error, conn};
 
 /// A worker counts as live while its last heartbeat is younger than this many heartbeats.
 const LIVE_HEARTBEATS: u64 = 3;
@@ -55,7 +55,7 @@ pub struct QueueStatus {
     pub dead_letters: u64,
     /// Results stored.
     pub completed: u64,
-    /// Deliveries that were not a task's first (after a worker died holding it).
+    /// Runs started that were not a task's first (after the worker running it died or hung).
     pub redelivered: u64,
     /// Results found already stored by an earlier attempt (duplicate executions).
     pub duplicate_results: u64,
@@ -86,14 +86,13 @@ impl Status {
     /// # Errors
     ///
     /// A bad URL, Redis not reachable, or an error answer.
+    /// For `rediss://` with a CA file, use [`Server::status`](crate::Server::status).
     pub fn fetch(url: &str) -> Result<Status, Error> {
-        let client = conn::client(url)?;
-        let mut c = conn::connect_once(&client, url)?;
-        read(&mut c).map_err(|e| Error::command(url, e))
+        crate::Server::new(url).status()
     }
 }
 
-fn read(c: &mut Connection) -> RedisResult<Status> {
+pub(crate) fn read(c: &mut Connection) -> RedisResult<Status> {
     let now = now_ms();
     let records: HashMap<String, String> = redis::cmd("HGETALL").arg(WORKERS).query(c)?;
     let mut workers: Vec<WorkerInfo> = records

@@ -38,6 +38,29 @@ pub(crate) enum Job {
     Command { program: String, args: Vec<String> },
 }
 
+impl Job {
+    /// What it runs, in a few words, as kept beside its result (`task NAME`, `command PROGRAM
+    /// ARGS…`, cut at 200 bytes).
+    pub(crate) fn label(&self) -> String {
+        let mut s = match self {
+            Job::Task { name, .. } => format!("task {name}"),
+            Job::Command { program, args } => std::iter::once(format!("command {program}"))
+                .chain(args.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        if s.len() > 200 {
+            let mut cut = 200;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.push('…');
+        }
+        s
+    }
+}
+
 /// One result as a worker sends it back.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ResultMsg {
@@ -51,10 +74,15 @@ pub(crate) struct ResultMsg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum WireError {
     Failed(String),
-    Panicked { message: String, location: Option<String> },
+    Panicked {
+        message: String,
+        location: Option<String>,
+    },
     Codec(String),
     Refused(String),
     Remote(String),
+    /// The caller cancelled the task (added last: older decoders still read the rest).
+    Cancelled,
 }
 
 impl WireError {
@@ -64,6 +92,7 @@ impl WireError {
             ErrorKind::Panicked { message, location } => WireError::Panicked { message, location },
             ErrorKind::Codec(m) => WireError::Codec(m),
             ErrorKind::Refused(m) => WireError::Refused(m),
+            ErrorKind::Cancelled => WireError::Cancelled,
             other => WireError::Remote(other.to_string()),
         }
     }
@@ -75,6 +104,7 @@ impl WireError {
             WireError::Codec(m) => ErrorKind::Codec(m),
             WireError::Refused(m) => ErrorKind::Refused(m),
             WireError::Remote(m) => ErrorKind::Remote(m),
+            WireError::Cancelled => ErrorKind::Cancelled,
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The Redis executor and worker against a real `redis-server` this test starts: round
-//! trips, refusals, limits, malformed and signed entries, a worker SIGKILLed mid-task, a
-//! task longer than its lease, and Redis restarted mid-run.
+//! trips, refusals, limits, malformed and signed entries, a worker SIGKILLed mid-task (and
+//! one holding prefetched tasks), a task longer than its lease, Redis restarted mid-run,
+//! remote cancels, kept results fetched by id, and `rediss://`.
 //!
 //! `harness = false`: the binary doubles as a worker process. With `ESCALA_REDIS_WORKER`
-//! set (`url queue lease_ms`), `main` runs a worker until SIGTERM instead of the tests, so
-//! a test can kill a real worker process.
+//! set (`url queue lease_ms [max_attempts [concurrency]]`), `main` runs a worker until
+//! SIGTERM instead of the tests, so a test can kill a real worker process.
 
 mod support;
 
@@ -113,7 +114,8 @@ fn main() {
     if let Ok(spec) = std::env::var(WORKER_ENV) {
         let parts: Vec<&str> = spec.split(' ').collect();
         let lease = Duration::from_millis(parts[2].parse().unwrap());
-        let mut builder = Worker::builder(parts[0]).queue(parts[1]).concurrency(2).lease(lease);
+        let concurrency = parts.get(4).map_or(2, |c| c.parse().unwrap());
+        let mut builder = Worker::builder(parts[0]).queue(parts[1]).concurrency(concurrency).lease(lease);
         if let Some(attempts) = parts.get(3) {
             builder = builder.max_attempts(attempts.parse().unwrap());
         }
@@ -132,7 +134,8 @@ fn main() {
         }
     }
     let args = Arguments::from_args();
-    let tests = vec![
+    #[allow(unused_mut)] // without the `tls` feature
+    let mut tests = vec![
         Trial::test("round_trip_blocking_async_and_map", round_trip),
         Trial::test("task_errors_come_back", task_errors),
         Trial::test("unknown_task_is_refused", unknown_task),
@@ -146,7 +149,14 @@ fn main() {
         Trial::test("shutdown_and_rejection", shutdown),
         Trial::test("acl_user_and_password_in_the_url", acl),
         Trial::test("chaos_workers_killed_and_redis_restarted", chaos),
+        Trial::test("prefetched_tasks_of_a_killed_worker_cost_no_attempt", prefetched_not_counted),
+        Trial::test("cancel_before_start_skips_the_task", cancel_queued),
+        Trial::test("cancel_while_running_sets_the_task_token", cancel_running_task),
+        Trial::test("cancel_while_running_kills_the_command_group", cancel_running_command),
+        Trial::test("kept_result_fetched_by_id", kept_result),
     ];
+    #[cfg(feature = "tls")]
+    tests.push(Trial::test("rediss_round_trip_and_untrusted_ca", tls));
     libtest_mimic::run(&args, tests).exit();
 }
 
@@ -308,12 +318,17 @@ fn spawn_worker(r: &RedisServer, queue: &str, lease_ms: u64) -> ChildGuard {
     spawn_worker_with(r, queue, lease_ms, None)
 }
 
-/// A worker process; `attempts` overrides its deliveries-before-dead-letter limit.
+/// A worker process; `attempts` overrides its started-runs-before-dead-letter limit.
 fn spawn_worker_with(r: &RedisServer, queue: &str, lease_ms: u64, attempts: Option<u32>) -> ChildGuard {
     let attempts = attempts.map_or(String::new(), |a| format!(" {a}"));
+    spawn_worker_spec(r, &format!("{queue} {lease_ms}{attempts}"))
+}
+
+/// A worker process from a spec after the URL: `queue lease_ms [max_attempts [concurrency]]`.
+fn spawn_worker_spec(r: &RedisServer, spec: &str) -> ChildGuard {
     ChildGuard(
         Command::new(std::env::current_exe().unwrap())
-            .env(WORKER_ENV, format!("{} {queue} {lease_ms}{attempts}", r.url()))
+            .env(WORKER_ENV, format!("{} {spec}", r.url()))
             .stdin(Stdio::null())
             .spawn()
             .unwrap(),
@@ -410,11 +425,10 @@ fn chaos() -> TestResult {
     let mut rng = fastrand::Rng::new();
     let mut r = RedisServer::start();
     let ex = exec(&r, "chaos");
-    // Each kill also redelivers what the victim had prefetched, and a delivery counts as an
-    // attempt: with kills this close together a task may be held by three victims in a row,
-    // so the dead-letter limit (tested on its own) is lifted here; the contract under test
-    // is that nothing is lost.
-    let chaos_worker = |r: &RedisServer| spawn_worker_with(r, "chaos", 300, Some(u32::MAX));
+    // Each kill also redelivers what the victim had prefetched; those never started, so
+    // they cost no attempt: with the default limit (3 started runs) nothing is
+    // dead-lettered, and nothing is lost.
+    let chaos_worker = |r: &RedisServer| spawn_worker(r, "chaos", 300);
     let mut workers: Vec<ChildGuard> = (0..3).map(|_| chaos_worker(&r)).collect();
     let hs: Vec<_> = (0..n).map(|i| ex.submit_task(recorded::call(r.url(), i, 2))).collect();
     let step = (n / 8).max(1);
@@ -483,5 +497,262 @@ fn hung_worker() -> TestResult {
     let s = ex.stats();
     assert_eq!((s.completed, s.failed), (1, 0), "one result per task");
     drop(w);
+    Ok(())
+}
+
+/// Waits (bounded, polling) until `cond` holds; `what` says what for when it never does.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(10)); // polling a condition Redis cannot push
+    }
+}
+
+/// Entries in the queue's pending list (delivered, not acknowledged).
+fn pending(c: &mut redis::Connection, queue: &str) -> i64 {
+    let v: Value =
+        redis::cmd("XPENDING").arg(format!("escala:q:{queue}")).arg("escala-workers").query(c).unwrap();
+    match v {
+        Value::Array(v) => redis::from_redis_value_ref(&v[0]).unwrap(),
+        _ => panic!("no pending summary"),
+    }
+}
+
+/// A worker killed while it runs one task and holds five more it had only prefetched:
+/// with a dead-letter limit of 1, the five still complete on the next worker (they never
+/// started, so their redelivery cost no attempt), while the task that was running has
+/// used its one attempt and is dead-lettered instead of run again.
+fn prefetched_not_counted() -> TestResult {
+    let r = RedisServer::start();
+    let mut c = r.conn();
+    let ex = exec(&r, "pf");
+    let running = ex.submit_task(stuck_first::call(r.url(), "pf-a".into()));
+    let prefetched: Vec<_> = (0..5).map(|i| ex.submit_task(add::call(i, 1))).collect();
+    // All six are in the stream before the worker starts: its first read takes them all.
+    wait_until("six tasks queued", || {
+        redis::cmd("XLEN").arg("escala:q:pf").query::<i64>(&mut c).unwrap() == 6
+    });
+    let mut victim = spawn_worker_spec(&r, "pf 500 1 1"); // max attempts 1, concurrency 1
+    next_entry(&mut c, "pf-a:started", "0-0");
+    assert_eq!(pending(&mut c, "pf"), 6, "the victim holds the running task and five prefetched");
+    victim.kill(); // SIGKILL
+    let w = Worker::builder(&r.url())
+        .queue("pf")
+        .concurrency(2)
+        .lease(Duration::from_millis(500))
+        .max_attempts(1)
+        .start()?;
+    for (i, h) in prefetched.into_iter().enumerate() {
+        assert_eq!(join(h)?, i as i64 + 1, "a prefetched task redelivered is not an attempt");
+    }
+    let e = join(running).unwrap_err();
+    assert!(e.to_string().contains("gave up after 1 started run(s) (max attempts 1)"), "{e}");
+    let runs: i64 = redis::cmd("GET").arg("pf-a").query(&mut c)?;
+    assert_eq!(runs, 1, "the running task was not run again");
+    let (_, dead) = next_entry(&mut c, "escala:dead:pf", "0-0");
+    assert!(String::from_utf8_lossy(field(&dead, "reason")).contains("stopped renewing its lease"));
+    let q = ex.queue_status()?;
+    assert_eq!((q.completed, q.dead_letters, q.redelivered, q.pending), (6, 1, 0, 0));
+    let report = w.report();
+    assert_eq!((report.ran, report.ok, report.dead_lettered, report.redelivered), (5, 5, 1, 0));
+    Ok(())
+}
+
+/// Waits (bounded) until a worker has stored task `id`'s result; returns it.
+fn stored<T: serde::de::DeserializeOwned>(ex: &RedisExecutor, id: &str) -> Result<T, ErrorKind> {
+    let mut got = None;
+    wait_until(&format!("the result of {id} stored"), || {
+        got = ex.result::<T>(id).unwrap();
+        got.is_some()
+    });
+    got.unwrap()
+}
+
+/// A task cancelled while a worker holds it prefetched (its one run thread is busy) is
+/// skipped: it never runs, its result is stored as cancelled, the entry is acknowledged.
+fn cancel_queued() -> TestResult {
+    let r = RedisServer::start();
+    let mut c = r.conn();
+    let w = Worker::builder(&r.url()).queue("cq").concurrency(1).start()?;
+    let ex = exec(&r, "cq");
+    let busy = ex.submit_task(gated_first::call(r.url(), "cq-g".into()));
+    next_entry(&mut c, "cq-g:started", "0-0");
+    let victim = ex.submit_task(slow_counted::call(r.url(), "cq-x".into(), 0));
+    let id = ex.task_id(&victim);
+    wait_until("the worker holds both tasks", || pending(&mut c, "cq") == 2);
+    assert!(victim.cancel());
+    assert!(join(victim).unwrap_err().is_cancelled());
+    let _: () = redis::cmd("RPUSH").arg("cq-g:gate").arg(1).query(&mut c)?;
+    assert_eq!(join(busy)?, 1);
+    assert!(matches!(stored::<i64>(&ex, &id), Err(ErrorKind::Cancelled)));
+    let runs: Option<i64> = redis::cmd("GET").arg("cq-x").query(&mut c)?;
+    assert_eq!(runs, None, "the cancelled task never ran");
+    wait_until("both entries acknowledged", || pending(&mut c, "cq") == 0);
+    let report = w.report();
+    assert_eq!((report.ran, report.cancelled), (1, 1));
+    let s = ex.stats();
+    assert_eq!((s.completed, s.failed), (1, 1), "the cancelled handle resolved once");
+    // Cancelled before any worker saw it: skipped the same way.
+    w.stop();
+    w.join();
+    let early = ex.submit_task(slow_counted::call(r.url(), "cq-y".into(), 0));
+    let early_id = ex.task_id(&early);
+    early.cancel();
+    let _w = Worker::builder(&r.url()).queue("cq").concurrency(1).start()?;
+    assert!(matches!(stored::<i64>(&ex, &early_id), Err(ErrorKind::Cancelled)));
+    let runs: Option<i64> = redis::cmd("GET").arg("cq-y").query(&mut c)?;
+    assert_eq!(runs, None);
+    Ok(())
+}
+
+/// Announces its start, then waits for its cancel token; says on `{key}:stopped` whether the
+/// token stopped it.
+#[escala::task]
+fn until_cancelled(url: String, key: String) -> u8 {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let _: () =
+        redis::cmd("XADD").arg(format!("{key}:started")).arg("*").arg("n").arg(1).query(&mut c).unwrap();
+    let stopped = escala::current().wait_timeout(WAIT);
+    let said = if stopped { "token" } else { "timeout" };
+    let _: () = redis::cmd("RPUSH").arg(format!("{key}:stopped")).arg(said).query(&mut c).unwrap();
+    0
+}
+
+fn cancel_running_task() -> TestResult {
+    let r = RedisServer::start();
+    let mut c = r.conn();
+    let w = Worker::builder(&r.url()).queue("cr").concurrency(1).start()?;
+    let ex = exec(&r, "cr");
+    let h = ex.submit_task(until_cancelled::call(r.url(), "cr".into()));
+    let id = ex.task_id(&h);
+    next_entry(&mut c, "cr:started", "0-0");
+    let t0 = std::time::Instant::now();
+    assert!(h.cancel());
+    assert!(join(h).unwrap_err().is_cancelled());
+    let (_, said): (String, String) = redis::cmd("BLPOP").arg("cr:stopped").arg(10).query(&mut c)?;
+    assert_eq!(said, "token", "the running task saw its token set");
+    assert!(t0.elapsed() < Duration::from_secs(5), "stopped in {:?}", t0.elapsed());
+    assert!(matches!(stored::<u8>(&ex, &id), Err(ErrorKind::Cancelled)));
+    let report = w.report();
+    assert_eq!((report.ran, report.cancelled, report.ok), (1, 1, 0));
+    assert_eq!(ex.stats().failed, 1);
+    Ok(())
+}
+
+/// True once `pid` no longer runs (gone, or a zombie nobody reaped yet).
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+fn cancel_running_command() -> TestResult {
+    let r = RedisServer::start();
+    let w = Worker::builder(&r.url()).queue("cc").concurrency(1).allow_commands(true).start()?;
+    let ex = exec(&r, "cc");
+    let pids = r.dir.join("pids");
+    // A shell and the `sleep` it started in the background, in one process group.
+    let script = format!("sleep 30 & echo $$ $! > {0}.tmp && mv {0}.tmp {0}; wait", pids.display());
+    let h = ex.submit_command("sh", ["-c", &script]);
+    let id = ex.task_id(&h);
+    let mut text = String::new();
+    wait_until("the command wrote its pids", || {
+        text = std::fs::read_to_string(&pids).unwrap_or_default();
+        !text.is_empty()
+    });
+    let pids: Vec<i32> = text.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    assert_eq!(pids.len(), 2);
+    assert!(!gone(pids[0]) && !gone(pids[1]));
+    let t0 = std::time::Instant::now();
+    assert!(h.cancel());
+    assert!(join(h).unwrap_err().is_cancelled());
+    wait_until("the shell and its sleep are gone", || pids.iter().all(|&p| gone(p)));
+    assert!(t0.elapsed() < Duration::from_secs(10), "stopped in {:?}", t0.elapsed());
+    let mut kept = None;
+    wait_until("the cancelled command's result stored", || {
+        kept = ex.stored_result(&id).unwrap();
+        kept.is_some()
+    });
+    let kept = kept.unwrap();
+    assert!(kept.is_command() && kept.job.starts_with("command sh -c"), "{}", kept.job);
+    assert!(matches!(kept.command_output(), Some(Err(ErrorKind::Cancelled))));
+    assert_eq!(w.report().cancelled, 1);
+    Ok(())
+}
+
+/// A task's result is kept in Redis and can be read by its id: from the executor that sent
+/// it, or from any process with [`escala_redis::Server`].
+fn kept_result() -> TestResult {
+    let r = RedisServer::start();
+    let _w = Worker::builder(&r.url()).queue("kr").concurrency(1).allow_commands(true).key(b"k").start()?;
+    let ex = RedisExecutor::builder(&r.url()).queue("kr").key(b"k").build()?;
+    let h = ex.submit_task(add::call(2, 3));
+    let id = ex.task_id(&h);
+    assert!(id.starts_with(&format!("{}-", ex.client_id())), "{id}");
+    assert_eq!(join(h)?, 5);
+    assert_eq!(ex.result::<i64>(&id)?, Some(Ok(5)));
+    let kept = ex.stored_result(&id)?.expect("kept");
+    assert_eq!((kept.task.as_str(), kept.attempt), (id.as_str(), 1));
+    assert!(kept.job.starts_with("task ") && kept.job.ends_with("add"), "{}", kept.job);
+    let ttl: i64 = redis::cmd("TTL").arg(format!("escala:result:{id}")).query(&mut r.conn())?;
+    assert!(ttl > 0, "kept for the result TTL, not forever: {ttl}");
+    // Another process: the same result, checked with the key.
+    let server = escala_redis::Server::new(&r.url()).key(b"k");
+    assert_eq!(server.result(&id)?.expect("kept").value::<i64>(), Ok(5));
+    let e = escala_redis::Server::new(&r.url()).key(b"other").result(&id).unwrap_err();
+    assert!(e.is_stored() && e.to_string().contains("bad signature"), "{e}");
+    // Errors and commands are kept too.
+    let failed = ex.submit_task(fails::call("kept".into()));
+    let failed_id = ex.task_id(&failed);
+    join(failed).unwrap_err();
+    assert!(matches!(ex.result::<u8>(&failed_id)?, Some(Err(ErrorKind::Failed(m))) if m == "kept"));
+    let cmd = ex.submit_command("echo", ["kept"]);
+    let cmd_id = ex.task_id(&cmd);
+    join(cmd)?;
+    let out = server.result(&cmd_id)?.expect("kept").command_output().expect("a command")?;
+    assert_eq!((out.code, out.stdout_lossy().as_str()), (Some(0), "kept\n"));
+    // Unknown and malformed ids.
+    assert_eq!(ex.result::<i64>(&format!("{}-999999", ex.client_id()))?, None);
+    assert!(ex.result::<i64>("no such id").unwrap_err().is_config());
+    Ok(())
+}
+
+/// `rediss://`: a worker and an executor over TLS (with an ACL user in the URL), the
+/// server's certificate checked against the test CA; another CA is refused at once, with
+/// one line that says why.
+#[cfg(feature = "tls")]
+fn tls() -> TestResult {
+    let r = RedisServer::start_tls(&[
+        "--user", "default", "off", "--user", "app", "on", ">s3cret", "~*", "&*", "+@all",
+    ]);
+    let files = r.tls.as_ref().unwrap();
+    let url = format!("rediss://app:s3cret@127.0.0.1:{}", r.port);
+    let w = Worker::builder(&url).queue("tls").concurrency(1).tls_ca_file(&files.ca).start()?;
+    let ex = RedisExecutor::builder(&url).queue("tls").tls_ca_file(&files.ca).build()?;
+    let h = ex.submit_task(add::call(20, 22));
+    let id = ex.task_id(&h);
+    assert_eq!(join(h)?, 42);
+    assert_eq!(ex.result::<i64>(&id)?, Some(Ok(42)));
+    let q = ex.queue_status()?;
+    assert_eq!((q.name.as_str(), q.completed), ("tls", 1));
+    let status = escala_redis::Server::new(&url).tls_ca_file(&files.ca).status()?;
+    assert_eq!(status.workers.len(), 1);
+    assert_eq!(w.report().ok, 1);
+    for refused in [
+        RedisExecutor::builder(&url).queue("tls").tls_ca_file(&files.wrong_ca).build().unwrap_err(),
+        // The system's roots do not know the test CA either.
+        RedisExecutor::builder(&url).queue("tls").build().unwrap_err(),
+        Worker::builder(&url).tls_ca_file(&files.wrong_ca).start().unwrap_err(),
+    ] {
+        let msg = refused.to_string();
+        assert!(refused.is_unreachable(), "{msg}");
+        assert!(msg.contains("certificate") && !msg.contains('\n') && !msg.contains("s3cret"), "{msg}");
+    }
+    let e = RedisExecutor::builder(&url).tls_ca_file(r.dir.join("missing.pem")).build().unwrap_err();
+    assert!(e.is_config() && e.to_string().contains("missing.pem"), "{e}");
+    let e = RedisExecutor::builder("redis://127.0.0.1:1").tls_ca_file(&files.ca).build().unwrap_err();
+    assert!(e.is_config() && e.to_string().contains("rediss://"), "{e}");
     Ok(())
 }

@@ -104,7 +104,31 @@ pub fn is_registered(name: &str) -> bool {
 /// assert!(matches!(out, Err(escala::ErrorKind::Refused(_))));
 /// ```
 pub fn run_registered(name: &str, args: &[u8]) -> Result<Vec<u8>, ErrorKind> {
-    crate::task::run_by_name(name, args, crate::CancelToken::never()).into_result()
+    run_registered_with(name, args, crate::CancelToken::never())
+}
+
+/// Like [`run_registered`], with the [`CancelToken`](crate::CancelToken) the task sees as
+/// [`escala::current()`](crate::current): a remote worker passes the token of a
+/// [`RemoteCompleter`] ([`RemoteCompleter::token`]) so that cancelling that handle asks the
+/// running task to stop.
+///
+/// # Examples
+///
+/// ```
+/// #[escala::task]
+/// fn until_cancelled() -> String {
+///     escala::current().wait();
+///     "stopped".to_string()
+/// }
+///
+/// let (h, c) = escala::remote::pair::<()>("run");
+/// let token = c.token();
+/// h.cancel(); // before or while it runs: the task sees its token set
+/// let out = escala::remote::run_registered_with(until_cancelled::call().task_name(), &[], token);
+/// assert_eq!(escala::remote::decode::<String>(&out.unwrap()).unwrap(), "stopped");
+/// ```
+pub fn run_registered_with(name: &str, args: &[u8], token: crate::CancelToken) -> Result<Vec<u8>, ErrorKind> {
+    crate::task::run_by_name(name, args, token).into_result()
 }
 
 /// Creates a pending remote task named `name`: the caller's [`Handle`] and the
@@ -155,6 +179,24 @@ impl<T> RemoteCompleter<T> {
     /// True once the handle has an outcome (for example, the caller cancelled it).
     pub fn is_done(&self) -> bool {
         self.inner.is_done()
+    }
+}
+
+impl<T: Send + 'static> RemoteCompleter<T> {
+    /// The cancel token of this task: set when its [`Handle`] is cancelled. Code that runs
+    /// the task (for example [`run_registered_with`]) watches it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (h, c) = escala::remote::pair::<u8>("t");
+    /// let token = c.token();
+    /// assert!(!token.is_cancelled());
+    /// h.cancel();
+    /// assert!(token.is_cancelled());
+    /// ```
+    pub fn token(&self) -> crate::CancelToken {
+        crate::CancelToken::of(&self.inner)
     }
 }
 

@@ -21,6 +21,9 @@ pub(crate) fn run(c: &WorkerConfig) -> anyhow::Result<ExitCode> {
     if let Some(path) = &c.key_file {
         b = b.key_file(path);
     }
+    if let Some(path) = &c.tls_ca {
+        b = b.tls_ca_file(path);
+    }
     eprintln!(
         "escala worker: queue `{}`, concurrency {}, commands {}",
         c.queue,
@@ -29,8 +32,8 @@ pub(crate) fn run(c: &WorkerConfig) -> anyhow::Result<ExitCode> {
     );
     let report = b.run_until_signal().context("the worker could not start")?;
     eprintln!(
-        "escala worker: stopped after {} tasks ({} ok, {} failed, {} dead-lettered, {} redelivered)",
-        report.ran, report.ok, report.failed, report.dead_lettered, report.redelivered
+        "escala worker: stopped after {} tasks ({} ok, {} failed, {} cancelled, {} dead-lettered, {} redelivered)",
+        report.ran, report.ok, report.failed, report.cancelled, report.dead_lettered, report.redelivered
     );
     Ok(ExitCode::SUCCESS)
 }

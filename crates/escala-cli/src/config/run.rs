@@ -57,6 +57,8 @@ pub(crate) struct RunConfig {
 pub(crate) struct Remote {
     pub(crate) url: String,
     pub(crate) queue: String,
+    /// `--tls-ca`: the CA file a rediss:// server's certificate is checked against.
+    pub(crate) tls_ca: Option<std::path::PathBuf>,
 }
 
 /// One input source.

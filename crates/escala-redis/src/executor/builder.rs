@@ -25,6 +25,7 @@ pub struct RedisExecutorBuilder {
     pub(crate) max_bytes: usize,
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) key_file: Option<std::path::PathBuf>,
+    pub(crate) tls_ca_file: Option<std::path::PathBuf>,
     pub(crate) map_window: usize,
 }
 
@@ -37,6 +38,7 @@ impl RedisExecutorBuilder {
             max_bytes: crate::wire::DEFAULT_MAX_BYTES,
             key: None,
             key_file: None,
+            tls_ca_file: None,
             map_window: 1024,
         }
     }
@@ -70,6 +72,15 @@ impl RedisExecutorBuilder {
     /// Like [`key`](Self::key), reading the key from a file (surrounding whitespace trimmed).
     pub fn key_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.key_file = Some(path.into());
+        self
+    }
+
+    /// For a `rediss://` URL: checks the server's certificate against the CA certificates
+    /// in this PEM file instead of the system's roots (with the `tls` feature). Building
+    /// fails with a clear error if the file cannot be read or the server's certificate is
+    /// not signed by them.
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
         self
     }
 

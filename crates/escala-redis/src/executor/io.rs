@@ -1,5 +1,6 @@
-//! The executor's two threads: the sender batches task messages into pipelined `XADD`s;
-//! the reader blocks on the caller's reply stream and resolves handles.
+//! The executor's two threads: the sender batches task messages into pipelined `XADD`s
+//! (and cancel requests into `SET` + `PUBLISH`); the reader blocks on the caller's reply
+//! stream and resolves handles.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -12,6 +13,7 @@ use redis::Value;
 
 use super::Inner;
 use crate::conn::{self, Conn, Entry};
+use crate::keys;
 use crate::wire::{self, ResultMsg};
 
 /// Largest number of tasks sent in one pipeline.
@@ -20,11 +22,13 @@ const BATCH: usize = 512;
 const BLOCK_MS: u64 = 250;
 const POLL: Duration = Duration::from_millis(100);
 
-/// One encoded task waiting to be sent.
-pub(super) struct Outgoing {
-    pub(super) seq: u64,
-    pub(super) msg: Vec<u8>,
-    pub(super) sig: Vec<u8>,
+/// What the sender thread sends.
+pub(super) enum Outgoing {
+    /// One encoded task.
+    Task { seq: u64, msg: Vec<u8>, sig: Vec<u8> },
+    /// A cancel request for a task the caller cancelled: the key workers check before they
+    /// start a task, then the message that stops it where it runs.
+    Cancel { task: String },
 }
 
 pub(super) fn spawn(
@@ -66,11 +70,19 @@ fn sender(inner: &Inner, client: redis::Client, rx: Receiver<Outgoing>, ttl: u64
         }
         let mut pipe = redis::pipe();
         for o in &batch {
-            let cmd = pipe.cmd("XADD").arg(&inner.keys.stream).arg("*").arg(wire::MSG).arg(&o.msg);
-            if !o.sig.is_empty() {
-                cmd.arg(wire::SIG).arg(&o.sig);
+            match o {
+                Outgoing::Task { msg, sig, .. } => {
+                    let cmd = pipe.cmd("XADD").arg(&inner.keys.stream).arg("*").arg(wire::MSG).arg(msg);
+                    if !sig.is_empty() {
+                        cmd.arg(wire::SIG).arg(sig);
+                    }
+                    cmd.ignore();
+                }
+                Outgoing::Cancel { task } => {
+                    pipe.cmd("SET").arg(keys::cancel(task)).arg(1).arg("EX").arg(ttl).ignore();
+                    pipe.cmd("PUBLISH").arg(&inner.keys.cancels).arg(task).ignore();
+                }
             }
-            cmd.ignore();
         }
         // The reply stream lives as long as results do, in case this caller goes away.
         pipe.cmd("EXPIRE").arg(&inner.reply_key).arg(ttl).ignore();
@@ -80,7 +92,11 @@ fn sender(inner: &Inner, client: redis::Client, rx: Receiver<Outgoing>, ttl: u64
             None => "the executor stopped before the task could be sent".to_string(),
         };
         for o in batch {
-            inner.resolve(o.seq, Err(ErrorKind::Broker(why.clone())));
+            match o {
+                Outgoing::Task { seq, .. } => inner.resolve(seq, Err(ErrorKind::Broker(why.clone()))),
+                // Its handle is resolved already; the task may still run.
+                Outgoing::Cancel { task } => eprintln!("escala-redis: cancelling task {task}: {why}"),
+            }
         }
     }
 }

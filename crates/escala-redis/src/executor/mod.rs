@@ -30,8 +30,15 @@ type Waiter = Box<dyn FnOnce(Result<Vec<u8>, ErrorKind>) + Send>;
 /// and a duplicate result is dropped (and counted) by Redis itself. When Redis restarts or
 /// the connection drops, the executor reconnects with backoff and the handles keep waiting.
 ///
+/// Cancelling a handle ([`Handle::cancel`]) resolves it as cancelled at once and tells the
+/// workers: a task not started yet is skipped, a running one is stopped (its cancel token
+/// is set; a command's process group gets SIGTERM, then SIGKILL). Each task's result is kept
+/// in Redis for the result TTL; [`task_id`](Self::task_id) and [`result`](Self::result)
+/// fetch it by id.
+///
 /// Dropping the executor stops its threads; handles still waiting then resolve as
-/// cancelled. Call [`shutdown`](Executor::shutdown) first to wait for them.
+/// cancelled (without cancelling the tasks on the workers). Call
+/// [`shutdown`](Executor::shutdown) first to wait for them.
 ///
 /// # Examples
 ///
@@ -60,7 +67,8 @@ pub(crate) struct Inner {
     pub(crate) max_bytes: usize,
     map_window: usize,
     url: String,
-    seq: AtomicU64,
+    tls_ca_file: Option<std::path::PathBuf>,
+    client: redis::Client,
     pending: Mutex<HashMap<u64, Waiter>>,
     idle: Condvar,
     closed: AtomicBool,
@@ -88,12 +96,35 @@ impl Inner {
             }
             w
         };
-        if let Some(w) = waiter {
-            // Counted before the handle resolves, so a caller that saw it sees the count.
-            let counter = if outcome.is_ok() { &self.completed } else { &self.failed };
-            counter.fetch_add(1, Relaxed);
-            w(outcome);
-        }
+        let Some(w) = waiter else { return };
+        // Counted before the handle resolves, so a caller that saw it sees the count.
+        let counter = if outcome.is_ok() { &self.completed } else { &self.failed };
+        counter.fetch_add(1, Relaxed);
+        w(outcome);
+    }
+
+    /// Forgets task `seq` once its handle was resolved from outside (the caller cancelled
+    /// it); returns whether it was still waiting. The waiter is dropped, not called: its
+    /// handle has its outcome already, and this runs inside that handle's `on_done`
+    /// callbacks, where completing it again would wait on the handle's own lock.
+    fn forget(&self, seq: u64) -> bool {
+        let waiter = {
+            let mut p = self.pending();
+            let w = p.remove(&seq);
+            if p.is_empty() {
+                self.idle.notify_all();
+            }
+            w
+        };
+        let Some(w) = waiter else { return false };
+        self.failed.fetch_add(1, Relaxed);
+        drop(w);
+        true
+    }
+
+    /// The id of task `seq` in Redis.
+    fn task_id(&self, seq: u64) -> String {
+        format!("{}-{seq}", self.client_id)
     }
 
     /// The sequence number of one of our task ids, `{client}-{seq}`.
@@ -124,7 +155,7 @@ impl RedisExecutor {
             )));
         }
         let key = wire::resolve_key(b.key.clone(), b.key_file.as_deref())?;
-        let (client, _, keys) = conn::open_queue(&b.url, &b.queue)?;
+        let (client, _, keys) = conn::open_queue(&b.url, b.tls_ca_file.as_deref(), &b.queue)?;
         let client_id = format!("{:016x}", fastrand::u64(..));
         let (tx, rx) = crossbeam_channel::unbounded();
         let inner = Arc::new(Inner {
@@ -135,7 +166,8 @@ impl RedisExecutor {
             max_bytes: b.max_bytes,
             map_window: b.map_window,
             url: b.url.clone(),
-            seq: AtomicU64::new(1),
+            tls_ca_file: b.tls_ca_file.clone(),
+            client: client.clone(),
             pending: Mutex::new(HashMap::new()),
             idle: Condvar::new(),
             closed: AtomicBool::new(false),
@@ -185,8 +217,72 @@ impl RedisExecutor {
     ///
     /// Redis is not reachable or answered with an error.
     pub fn queue_status(&self) -> Result<crate::QueueStatus, Error> {
-        let status = crate::Status::fetch(&self.inner.url)?;
+        let status = self.server().status()?;
         Ok(status.queues.into_iter().find(|q| q.name == self.inner.keys.name).unwrap_or_default())
+    }
+
+    /// The id in Redis of a task this executor sent: `{client_id}-{n}`, where `n` is the
+    /// handle's [`id`](Handle::id). With it, [`result`](Self::result) fetches the task's
+    /// kept result, from this or any other process, until the result TTL passes.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let exec = escala_redis::RedisExecutor::builder("redis://127.0.0.1:6379").build()?;
+    /// let h = exec.submit_command("date", None::<String>);
+    /// let id = exec.task_id(&h);
+    /// assert!(id.starts_with(exec.client_id()));
+    /// # Ok::<(), escala_redis::Error>(())
+    /// ```
+    pub fn task_id<T>(&self, handle: &Handle<T>) -> String {
+        self.inner.task_id(handle.id().0)
+    }
+
+    /// The result a worker stored for task `task_id` (see [`task_id`](Self::task_id)),
+    /// decoded as `T`: `None` while it has none (not run yet, unknown, or expired after the
+    /// result TTL). With a signing key, a result not signed with it is an error.
+    ///
+    /// # Errors
+    ///
+    /// Redis is not reachable, the id is malformed, or the stored result is not valid.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use escala::Executor;
+    ///
+    /// #[escala::task]
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let exec = escala_redis::RedisExecutor::builder("redis://127.0.0.1:6379").queue("math").build()?;
+    /// let h = exec.submit_task(square::call(12));
+    /// let id = exec.task_id(&h);
+    /// h.join().unwrap();
+    /// assert_eq!(exec.result::<u64>(&id)?, Some(Ok(144)));
+    /// # Ok::<(), escala_redis::Error>(())
+    /// ```
+    pub fn result<T: DeserializeOwned>(&self, task_id: &str) -> Result<Option<Result<T, ErrorKind>>, Error> {
+        Ok(self.stored_result(task_id)?.map(|r| r.value::<T>()))
+    }
+
+    /// Like [`result`](Self::result), undecoded: the stored result with its attempt and
+    /// what ran.
+    ///
+    /// # Errors
+    ///
+    /// As [`result`](Self::result).
+    pub fn stored_result(&self, task_id: &str) -> Result<Option<crate::StoredResult>, Error> {
+        let i = &self.inner;
+        crate::results::fetch(&i.client, &i.url, task_id, &i.signer, i.max_bytes)
+    }
+
+    /// The server this executor uses, to read its status and kept results.
+    fn server(&self) -> crate::Server {
+        let mut s = crate::Server::new(&self.inner.url);
+        if let Some(ca) = &self.inner.tls_ca_file {
+            s = s.tls_ca_file(ca);
+        }
+        s
     }
 
     fn submit_job<T: DeserializeOwned + Send + 'static>(&self, name: &str, job: Job) -> Handle<T> {
@@ -197,13 +293,10 @@ impl RedisExecutor {
             c.fail(ErrorKind::Rejected("the executor is shut down".into()));
             return h;
         }
-        let seq = inner.seq.fetch_add(1, Relaxed);
-        let env = Envelope {
-            version: wire::VERSION,
-            id: format!("{}-{seq}", inner.client_id),
-            client: inner.client_id.clone(),
-            job,
-        };
+        // Handle ids are unique in this process: the task id needs no counter of its own.
+        let seq = h.id().0;
+        let env =
+            Envelope { version: wire::VERSION, id: inner.task_id(seq), client: inner.client_id.clone(), job };
         let msg = wire::encode(&env);
         if msg.len() > inner.max_bytes {
             inner.rejected.fetch_add(1, Relaxed);
@@ -221,15 +314,17 @@ impl RedisExecutor {
                 c.complete_encoded(out);
             }),
         );
-        // A caller's cancel frees the slot at once; the worker's late result is dropped.
+        // A caller's cancel frees the slot at once (the worker's late result is dropped) and
+        // is sent on to the workers: the task is skipped, or stopped where it runs.
         let weak = Arc::downgrade(inner);
-        h.on_done(move |_| {
-            if let Some(inner) = weak.upgrade() {
-                inner.resolve(seq, Err(ErrorKind::Cancelled));
+        h.on_done(move |out| {
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.forget(seq) && out.as_ref().is_err_and(|e| e.is_cancelled()) {
+                let _ = inner.tx.send(io::Outgoing::Cancel { task: inner.task_id(seq) });
             }
         });
         inner.submitted.fetch_add(1, Relaxed);
-        if inner.tx.send(io::Outgoing { seq, msg, sig }).is_err() {
+        if inner.tx.send(io::Outgoing::Task { seq, msg, sig }).is_err() {
             inner.resolve(seq, Err(ErrorKind::Rejected("the executor is shut down".into())));
         }
         h

@@ -32,6 +32,7 @@ pub struct WorkerBuilder {
     pub(crate) allow_commands: bool,
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) key_file: Option<std::path::PathBuf>,
+    pub(crate) tls_ca_file: Option<std::path::PathBuf>,
     pub(crate) max_bytes: usize,
     pub(crate) result_ttl: Duration,
 }
@@ -48,6 +49,7 @@ impl WorkerBuilder {
             allow_commands: false,
             key: None,
             key_file: None,
+            tls_ca_file: None,
             max_bytes: crate::wire::DEFAULT_MAX_BYTES,
             result_ttl: Duration::from_secs(24 * 3600),
         }
@@ -80,7 +82,10 @@ impl WorkerBuilder {
         self
     }
 
-    /// Deliveries of one task before it goes to the dead-letter stream (default 3).
+    /// Runs of one task that may start (default 3): a task whose runs were cut short this
+    /// many times (each time its worker died or hung) goes to the dead-letter stream
+    /// instead of running again. A delivery that never started (a dead worker's prefetched
+    /// task) is not counted.
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n;
         self
@@ -102,6 +107,15 @@ impl WorkerBuilder {
     /// Like [`key`](Self::key), reading the key from a file (surrounding whitespace trimmed).
     pub fn key_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.key_file = Some(path.into());
+        self
+    }
+
+    /// For a `rediss://` URL: checks the server's certificate against the CA certificates
+    /// in this PEM file instead of the system's roots (with the `tls` feature). Building
+    /// fails with a clear error if the file cannot be read or the server's certificate is
+    /// not signed by them.
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
         self
     }
 

@@ -20,7 +20,8 @@ const BATCH: usize = 256;
 
 /// Commits a batch of results in one call.
 /// KEYS: stream, stats hash, attempts hash, then per task its result hash and reply stream.
-/// ARGV: group, ttl seconds, then per task its entry id, result message and signature.
+/// ARGV: group, ttl seconds, then per task its entry id, result message, signature and job
+/// label.
 /// Returns, per task, 1 when its result was stored, 0 when one already was (a duplicate,
 /// whose first result is sent again instead).
 const FINISH: &str = r#"
@@ -29,10 +30,10 @@ local firsts, entries, expired = {}, {}, {}
 local stored, dups = 0, 0
 for i = 1, n do
   local rk, pk = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
-  local e, m, s = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
+  local e, m, s, j = ARGV[4 * i - 1], ARGV[4 * i], ARGV[4 * i + 1], ARGV[4 * i + 2]
   local first = redis.call('HSETNX', rk, 'm', m)
   if first == 1 then
-    redis.call('HSET', rk, 's', s)
+    redis.call('HSET', rk, 's', s, 'j', j)
     redis.call('EXPIRE', rk, ARGV[2])
     stored = stored + 1
   else
@@ -71,6 +72,8 @@ pub(crate) struct Commit {
 pub(crate) struct Reply {
     pub(crate) task: String,
     pub(crate) client: String,
+    /// What ran (`Job::label`), kept beside the result for `escala status --result`.
+    pub(crate) job: String,
     pub(crate) msg: Vec<u8>,
     pub(crate) sig: Vec<u8>,
 }
@@ -88,7 +91,7 @@ impl Scripts {
     }
 
     pub(crate) fn reload(&self, c: &mut Connection) -> RedisResult<()> {
-        for src in [FINISH, super::lease::RENEW] {
+        for src in [FINISH, super::lease::RENEW, super::start::START] {
             redis::cmd("SCRIPT").arg("LOAD").arg(src).query::<String>(c)?;
         }
         Ok(())
@@ -171,7 +174,7 @@ fn commit(c: &mut Connection, shared: &Shared, scripts: &Scripts, batch: &[Commi
     }
     finish.arg(GROUP).arg(cfg.ttl_secs);
     for (entry, r) in &replies {
-        finish.arg(*entry).arg(&r.msg).arg(&r.sig);
+        finish.arg(*entry).arg(&r.msg).arg(&r.sig).arg(&r.job);
     }
     let (firsts,): (Vec<i64>,) = pipe.query(c)?;
     Ok(firsts)

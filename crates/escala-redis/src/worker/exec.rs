@@ -1,6 +1,7 @@
 //! The run threads: check one delivered entry (size, signature, format, build, task name),
-//! run it, and turn the outcome into a [`Commit`]. Nothing here panics on bad input: a
-//! malformed entry becomes a dead letter with the reason.
+//! start it (the start step, through the starter thread: skipped if cancelled, the attempt
+//! counted), run it, and turn the outcome into a [`Commit`]. Nothing here panics on bad
+//! input: a malformed entry becomes a dead letter with the reason.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -9,27 +10,59 @@ use escala::{ErrorKind, remote};
 
 use super::Shared;
 use super::commit::{Commit, Reply};
+use super::start::{self, Start};
 use crate::conn::Entry;
 use crate::keys;
-use crate::wire::{self, CommandOutput, Envelope, Job, ResultMsg, WireError};
+use crate::wire::{self, Envelope, Job, ResultMsg, WireError};
 
-/// One stream entry this worker holds, with its attempt number (1 = first delivery).
+/// One stream entry this worker holds (fetched or reclaimed), not yet started.
 pub(crate) struct Delivery {
     pub(crate) entry: Entry,
-    pub(crate) attempt: u32,
 }
 
-pub(super) fn run(shared: &Shared, rx: Receiver<Delivery>, commit_tx: Sender<Commit>) {
+pub(super) fn run(
+    shared: &Shared,
+    starter: Sender<start::Request>,
+    rx: Receiver<Delivery>,
+    commit_tx: Sender<Commit>,
+) {
+    // This thread's answers from the starter thread, one at a time.
+    let (reply, answers) = crossbeam_channel::bounded(1);
+    let mut conn = Starter { tx: starter, reply, answers };
     for d in rx {
-        shared.running.fetch_add(1, Relaxed);
-        let commit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(shared, &d)))
-            .unwrap_or_else(|_| {
-                dead_letter(shared, &d.entry, d.attempt, "internal error while handling the entry".into())
-            });
-        shared.running.fetch_sub(1, Relaxed);
+        let commit =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(shared, &mut conn, &d)))
+                .unwrap_or_else(|_| {
+                    Some(dead_letter(shared, &d.entry, 1, "internal error while handling the entry".into()))
+                });
+        let Some(commit) = commit else {
+            // Another worker holds it now.
+            shared.release([d.entry.id]);
+            continue;
+        };
         if commit_tx.send(commit).is_err() {
             break;
         }
+    }
+}
+
+/// A run thread's way to the starter thread.
+struct Starter {
+    tx: Sender<start::Request>,
+    reply: Sender<Start>,
+    answers: Receiver<Start>,
+}
+
+impl Starter {
+    /// Asks the starter thread to start `entry` of task `task` and waits for its answer.
+    fn start(&mut self, entry: &str, task: &str) -> Start {
+        let req =
+            start::Request { entry: entry.to_string(), task: task.to_string(), reply: self.reply.clone() };
+        if self.tx.send(req).is_err() {
+            // No starter (the worker is going away): leave the entry for another worker.
+            return Start::Lost;
+        }
+        self.answers.recv().unwrap_or(Start::Lost)
     }
 }
 
@@ -42,7 +75,7 @@ pub(crate) fn dead_letter(shared: &Shared, entry: &Entry, attempt: u32, why: Str
     // A dead letter the caller can be told about gets an error result too.
     let reply = wire::decode::<Envelope>(&raw, shared.cfg.max_bytes)
         .ok()
-        .filter(|env| keys::valid_name(&env.client))
+        .filter(|env| keys::valid_name(&env.client) && keys::valid_name(&env.id))
         .map(|env| result(shared, &env, attempt, Err(WireError::Remote(format!("dead-lettered: {why}")))));
     Commit { entry: entry.id.clone(), reply, dead: Some((why, raw)) }
 }
@@ -50,60 +83,126 @@ pub(crate) fn dead_letter(shared: &Shared, entry: &Entry, attempt: u32, why: Str
 fn result(shared: &Shared, env: &Envelope, attempt: u32, outcome: Result<Vec<u8>, WireError>) -> Reply {
     let msg = wire::encode(&ResultMsg { id: env.id.clone(), attempt, outcome });
     let sig = shared.cfg.signer.sign(&msg);
-    Reply { task: env.id.clone(), client: env.client.clone(), msg, sig }
+    Reply { task: env.id.clone(), client: env.client.clone(), job: env.job.label(), msg, sig }
 }
 
-fn process(shared: &Shared, d: &Delivery) -> Commit {
+/// Checks, starts and runs one entry; `None` when another worker holds it now.
+fn process(shared: &Shared, conn: &mut Starter, d: &Delivery) -> Option<Commit> {
+    match checked(shared, d) {
+        Ok(done) => done,
+        Err(env) => run_checked(shared, conn, d, &env),
+    }
+}
+
+/// Checks one entry: `Ok` with the commit of an entry refused here, `Err` with the task to run.
+fn checked(shared: &Shared, d: &Delivery) -> Result<Option<Commit>, Box<Envelope>> {
     let cfg = &shared.cfg;
     let e = &d.entry;
+    let attempt = 1;
     let Some(msg) = e.field(wire::MSG) else {
-        return dead_letter(shared, e, d.attempt, format!("malformed entry: no `{}` field", wire::MSG));
+        return Ok(Some(dead_letter(
+            shared,
+            e,
+            attempt,
+            format!("malformed entry: no `{}` field", wire::MSG),
+        )));
     };
     if msg.len() > cfg.max_bytes {
         let why =
             format!("oversized message: {} bytes, over the limit of {} bytes", msg.len(), cfg.max_bytes);
-        return Commit { entry: e.id.clone(), reply: None, dead: Some((why, Vec::new())) }.counted(shared);
+        return Ok(Some(
+            Commit { entry: e.id.clone(), reply: None, dead: Some((why, Vec::new())) }.counted(shared),
+        ));
     }
     if let Err(why) = cfg.signer.verify(msg, e.field(wire::SIG)) {
         shared.failed.fetch_add(1, Relaxed);
-        return dead_letter(shared, e, d.attempt, why);
+        return Ok(Some(dead_letter(shared, e, attempt, why)));
     }
     let env: Envelope = match wire::decode(msg, cfg.max_bytes) {
         Ok(env) => env,
-        Err(why) => return dead_letter(shared, e, d.attempt, why),
+        Err(why) => return Ok(Some(dead_letter(shared, e, attempt, why))),
     };
-    if env.version != wire::VERSION || !keys::valid_name(&env.client) {
-        let why = format!("unsupported message (version {}, client `{}`)", env.version, env.client);
-        return dead_letter(shared, e, d.attempt, why);
+    if env.version != wire::VERSION || !keys::valid_name(&env.client) || !keys::valid_name(&env.id) {
+        let why = format!(
+            "unsupported message (version {}, client `{}`, id `{}`)",
+            env.version, env.client, env.id
+        );
+        return Ok(Some(dead_letter(shared, e, attempt, why)));
     }
+    let refused = match &env.job {
+        Job::Task { name, build, .. } if build != crate::build::build_id() => Some(format!(
+            "task `{name}` comes from build `{build}`, but this worker is build `{}`; run workers from an identical copy of the caller's binary",
+            crate::build::build_id()
+        )),
+        Job::Task { name, .. } if !remote::is_registered(name) => {
+            let known = escala::registered_tasks().join(", ");
+            Some(format!("unknown task `{name}`; this worker registers: [{known}]"))
+        }
+        Job::Command { program, .. } if !cfg.allow_commands => Some(format!(
+            "command `{program}` refused: this worker does not allow commands (start it with --allow-commands)"
+        )),
+        _ => None,
+    };
+    match refused {
+        Some(why) => Ok(Some(refuse(shared, e, &env, attempt, why))),
+        None => Err(Box::new(env)),
+    }
+}
+
+/// Starts and runs a checked task.
+fn run_checked(shared: &Shared, conn: &mut Starter, d: &Delivery, env: &Envelope) -> Option<Commit> {
+    let cfg = &shared.cfg;
+    let e = &d.entry;
+    shared.runs.register(&env.id);
+    let started = conn.start(&e.id, &env.id);
+    let attempt = match started {
+        Start::Run(n) => n,
+        Start::Lost => {
+            shared.runs.finish(&env.id);
+            return None;
+        }
+        Start::Cancelled => {
+            shared.runs.finish(&env.id);
+            shared.cancelled.fetch_add(1, Relaxed);
+            let reply = result(shared, env, 1, Err(WireError::Cancelled));
+            return Some(Commit { entry: e.id.clone(), reply: Some(reply), dead: None });
+        }
+        Start::GiveUp(runs) => {
+            shared.runs.finish(&env.id);
+            let why = format!(
+                "gave up after {runs} started run(s) (max attempts {}); last error: the worker running it stopped renewing its lease (it died or hung)",
+                cfg.max_attempts
+            );
+            return Some(dead_letter(shared, e, runs + 1, why));
+        }
+    };
+    if attempt > 1 {
+        shared.redelivered.fetch_add(1, Relaxed);
+    }
+    shared.running.fetch_add(1, Relaxed);
     let outcome = match &env.job {
-        Job::Task { name, build, args } => {
-            if build != crate::build::build_id() {
-                let why = format!(
-                    "task `{name}` comes from build `{build}`, but this worker is build `{}`; run workers from an identical copy of the caller's binary",
-                    crate::build::build_id()
-                );
-                return refuse(shared, e, &env, d.attempt, why);
-            }
-            if !remote::is_registered(name) {
-                let known = escala::registered_tasks().join(", ");
-                let why = format!("unknown task `{name}`; this worker registers: [{known}]");
-                return refuse(shared, e, &env, d.attempt, why);
-            }
-            remote::run_registered(name, args)
+        Job::Task { name, args, .. } => {
+            let (h, c) = remote::pair::<()>(name);
+            let token = c.token();
+            shared.runs.on_cancel(
+                &env.id,
+                Box::new(move || {
+                    h.cancel();
+                }),
+            );
+            let out = remote::run_registered_with(name, args, token);
+            c.complete(Ok(()));
+            out
         }
         Job::Command { program, args } => {
-            if !cfg.allow_commands {
-                let why = format!(
-                    "command `{program}` refused: this worker does not allow commands (start it with --allow-commands)"
-                );
-                return refuse(shared, e, &env, d.attempt, why);
-            }
-            run_command(program, args, cfg.max_bytes / 2)
+            super::command::run(program, args, cfg.max_bytes / 2, |stop| shared.runs.on_cancel(&env.id, stop))
         }
     };
+    let cancelled = shared.runs.finish(&env.id);
+    shared.running.fetch_sub(1, Relaxed);
     shared.ran.fetch_add(1, Relaxed);
     let outcome = match outcome {
+        _ if cancelled => Err(ErrorKind::Cancelled),
         Ok(bytes) if bytes.len() > cfg.max_bytes => Err(ErrorKind::Codec(format!(
             "the result is {} bytes, over the limit of {} bytes",
             bytes.len(),
@@ -111,10 +210,14 @@ fn process(shared: &Shared, d: &Delivery) -> Commit {
         ))),
         other => other,
     };
-    let counter = if outcome.is_ok() { &shared.ok } else { &shared.failed };
+    let counter = match &outcome {
+        Ok(_) => &shared.ok,
+        Err(ErrorKind::Cancelled) => &shared.cancelled,
+        Err(_) => &shared.failed,
+    };
     counter.fetch_add(1, Relaxed);
-    let reply = result(shared, &env, d.attempt, outcome.map_err(WireError::from_kind));
-    Commit { entry: e.id.clone(), reply: Some(reply), dead: None }
+    let reply = result(shared, env, attempt, outcome.map_err(WireError::from_kind));
+    Some(Commit { entry: e.id.clone(), reply: Some(reply), dead: None })
 }
 
 /// The task is valid but not for this worker: the caller gets `Refused`, and the entry is
@@ -132,25 +235,4 @@ impl Commit {
         shared.dead.fetch_add(1, Relaxed);
         self
     }
-}
-
-/// Runs an external command with no input, capturing at most `cap` bytes of each output.
-fn run_command(program: &str, args: &[String], cap: usize) -> Result<Vec<u8>, ErrorKind> {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| ErrorKind::Spawn(format!("cannot run `{program}`: {e}")))?;
-    use std::os::unix::process::ExitStatusExt;
-    let cut = |mut v: Vec<u8>| {
-        v.truncate(cap);
-        v
-    };
-    let result = CommandOutput {
-        code: out.status.code(),
-        signal: out.status.signal(),
-        stdout: cut(out.stdout),
-        stderr: cut(out.stderr),
-    };
-    remote::encode(&result).map_err(ErrorKind::Codec)
 }

@@ -9,7 +9,6 @@ use crossbeam_channel::Sender;
 use redis::{Connection, RedisResult, Value};
 
 use super::Shared;
-use super::commit::Commit;
 use super::exec::Delivery;
 use crate::conn::{self, Conn};
 use crate::keys::{GROUP, WORKERS};
@@ -30,23 +29,17 @@ end
 return n
 "#;
 
-pub(super) fn run(
-    shared: &Shared,
-    client: redis::Client,
-    started: u64,
-    run_tx: Sender<Delivery>,
-    commit_tx: Sender<Commit>,
-) {
+pub(super) fn run(shared: &Shared, client: redis::Client, started: u64, run_tx: Sender<Delivery>) {
     let cfg = &shared.cfg;
     let tick = heartbeat(cfg.lease);
     let mut conn = Conn::new(client, Some(Duration::from_secs(10)));
-    let mut senders = Some((run_tx, commit_tx));
+    let mut run_tx = Some(run_tx);
     let mut cursor = "0-0".to_string();
     let mut next = Instant::now();
     while !shared.done.load(Relaxed) {
         if shared.stopping.load(Relaxed) {
             // The run threads must see their channel close once the fetcher is gone.
-            senders = None;
+            run_tx = None;
         }
         if Instant::now() >= next {
             next = Instant::now() + tick;
@@ -58,8 +51,8 @@ pub(super) fn run(
             let _ = conn.run(&shared.done, |c| {
                 redis::cmd("HSET").arg(WORKERS).arg(&cfg.consumer).arg(&json).query::<()>(c)
             });
-            if let Some((run_tx, commit_tx)) = &senders {
-                reclaim(shared, &mut conn, &mut cursor, run_tx, commit_tx);
+            if let Some(run_tx) = &run_tx {
+                reclaim(shared, &mut conn, &mut cursor, run_tx);
             }
         }
         // A short wait so that stopping is noticed quickly; the tick is the timer.
@@ -108,13 +101,7 @@ fn renew(c: &mut Connection, shared: &Shared, held: &[String]) -> RedisResult<()
 }
 
 /// Takes over tasks whose lease expired, as many as fit.
-fn reclaim(
-    shared: &Shared,
-    conn: &mut Conn,
-    cursor: &mut String,
-    run_tx: &Sender<Delivery>,
-    commit_tx: &Sender<Commit>,
-) {
+fn reclaim(shared: &Shared, conn: &mut Conn, cursor: &mut String, run_tx: &Sender<Delivery>) {
     let cfg = &shared.cfg;
     let free = {
         let held = shared.held().len();
@@ -139,6 +126,6 @@ fn reclaim(
     *cursor = parts.first().and_then(conn::string).unwrap_or_else(|| "0-0".into());
     let entries = parts.get(1).map(conn::entries).unwrap_or_default();
     if !entries.is_empty() {
-        super::fetch::dispatch(shared, conn, entries, run_tx, commit_tx);
+        super::fetch::dispatch(shared, entries, run_tx);
     }
 }

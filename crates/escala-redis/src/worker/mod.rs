@@ -1,13 +1,16 @@
 //! The worker: fetches tasks from a queue in batches, runs them on `concurrency` threads,
 //! and commits results in pipelined batches; a lease thread renews its tasks' leases,
-//! reclaims expired ones and announces the worker. See `README.md` in `src/` for the
+//! reclaims expired ones and announces the worker; a cancel thread hears callers' cancels. See `README.md` in `src/` for the
 //! task state machine.
 
 mod builder;
+mod cancel;
+mod command;
 mod commit;
 mod exec;
 mod fetch;
 mod lease;
+mod start;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -60,10 +63,13 @@ pub struct WorkerReport {
     pub failed: u64,
     /// Entries sent to the dead-letter stream.
     pub dead_lettered: u64,
-    /// Deliveries that were not a task's first (after a worker died holding it).
+    /// Runs started that were not a task's first (its earlier run's worker died or hung).
+    /// A task that was only prefetched by a worker that died is not counted: it never ran.
     pub redelivered: u64,
     /// Results this worker found already stored by an earlier attempt.
     pub duplicate_results: u64,
+    /// Tasks their caller cancelled: skipped before they started, or stopped while running.
+    pub cancelled: u64,
 }
 
 /// Settings every thread of a worker reads.
@@ -99,6 +105,11 @@ pub(crate) struct Shared {
     pub(crate) dead: AtomicU64,
     pub(crate) redelivered: AtomicU64,
     pub(crate) duplicates: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    /// The tasks the run threads have taken, for remote cancels.
+    pub(crate) runs: cancel::Runs,
+    /// The start step's script (`start.rs`).
+    pub(crate) start_script: redis::Script,
 }
 
 impl Shared {
@@ -134,6 +145,7 @@ impl Shared {
             dead_lettered: self.dead.load(Relaxed),
             redelivered: self.redelivered.load(Relaxed),
             duplicate_results: self.duplicates.load(Relaxed),
+            cancelled: self.cancelled.load(Relaxed),
         }
     }
 }
@@ -143,7 +155,8 @@ impl Shared {
 pub struct RunningWorker {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
-    lease: Option<JoinHandle<()>>,
+    /// The lease and cancel threads, which leave once everything held is committed.
+    lease: Vec<JoinHandle<()>>,
 }
 
 impl RunningWorker {
@@ -160,7 +173,7 @@ impl RunningWorker {
             ));
         }
         let key = wire::resolve_key(b.key, b.key_file.as_deref())?;
-        let (client, mut c, keys) = conn::open_queue(&b.url, &b.queue)?;
+        let (client, mut c, keys) = conn::open_queue(&b.url, b.tls_ca_file.as_deref(), &b.queue)?;
         let consumer =
             format!("{}-{}-{:08x}", crate::status::hostname(), std::process::id(), fastrand::u32(..));
         let shared = Arc::new(Shared {
@@ -188,6 +201,9 @@ impl RunningWorker {
             dead: AtomicU64::new(0),
             redelivered: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            runs: cancel::Runs::default(),
+            start_script: redis::Script::new(start::START),
         });
         let scripts = commit::Scripts::load(&mut c).map_err(|e| Error::command(&b.url, e))?;
         // Announced before any task runs, so `escala status` sees a worker that has.
@@ -205,16 +221,27 @@ impl RunningWorker {
         let (commit_tx, commit_rx) = crossbeam_channel::unbounded::<commit::Commit>();
         let mut workers = Vec::new();
         let lease = {
-            let (s, cl, tx, ctx) = (shared.clone(), client.clone(), run_tx.clone(), commit_tx.clone());
-            spawn("escala-redis-lease", Box::new(move || lease::run(&s, cl, started, tx, ctx)))?
+            let (s, cl, tx) = (shared.clone(), client.clone(), run_tx.clone());
+            spawn("escala-redis-lease", Box::new(move || lease::run(&s, cl, started, tx)))?
+        };
+        let cancels = {
+            let (s, cl) = (shared.clone(), client.clone());
+            spawn("escala-redis-cancel", Box::new(move || cancel::run(&s, cl)))?
         };
         {
-            let (s, cl, ctx) = (shared.clone(), client.clone(), commit_tx.clone());
-            workers.push(spawn("escala-redis-fetch", Box::new(move || fetch::run(&s, cl, run_tx, ctx)))?);
+            let (s, cl) = (shared.clone(), client.clone());
+            workers.push(spawn("escala-redis-fetch", Box::new(move || fetch::run(&s, cl, run_tx)))?);
         }
+        let (start_tx, start_rx) = crossbeam_channel::unbounded::<start::Request>();
         for i in 0..b.concurrency {
-            let (s, rx, ctx) = (shared.clone(), run_rx.clone(), commit_tx.clone());
-            workers.push(spawn(&format!("escala-redis-run-{i}"), Box::new(move || exec::run(&s, rx, ctx)))?);
+            let (s, st, rx, ctx) = (shared.clone(), start_tx.clone(), run_rx.clone(), commit_tx.clone());
+            workers
+                .push(spawn(&format!("escala-redis-run-{i}"), Box::new(move || exec::run(&s, st, rx, ctx)))?);
+        }
+        drop(start_tx);
+        {
+            let (s, cl) = (shared.clone(), client.clone());
+            workers.push(spawn("escala-redis-start", Box::new(move || start::run(&s, cl, start_rx)))?);
         }
         drop((run_rx, commit_tx));
         {
@@ -224,7 +251,7 @@ impl RunningWorker {
                 Box::new(move || commit::run(&s, client, scripts, commit_rx)),
             )?);
         }
-        Ok(RunningWorker { shared, workers, lease: Some(lease) })
+        Ok(RunningWorker { shared, workers, lease: vec![lease, cancels] })
     }
 
     /// This worker's consumer name in the group (`host-pid-random`).
@@ -256,7 +283,7 @@ impl RunningWorker {
             let _ = t.join();
         }
         self.shared.done.store(true, Relaxed);
-        if let Some(t) = self.lease.take() {
+        for t in self.lease.drain(..) {
             let _ = t.join();
         }
     }

@@ -1,7 +1,10 @@
 //! Test support: a private `redis-server` on a free loopback port, in a temporary
-//! directory, with the append-only file on (fsync on every write), stopped by pid on drop.
+//! directory, with the append-only file on (fsync on every write), stopped by pid on drop;
+//! optionally TLS only (`rediss://`, certificates from `tls.rs`).
 
 #![allow(dead_code)]
+
+pub(crate) mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -12,6 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub(crate) struct RedisServer {
     child: Option<Child>,
     extra: Vec<String>,
+    /// With TLS: the PEM files; the server listens for TLS only, on `port`.
+    pub(crate) tls: Option<tls::TlsFiles>,
     pub(crate) port: u16,
     pub(crate) dir: PathBuf,
 }
@@ -24,6 +29,16 @@ impl RedisServer {
 
     /// Like [`start`](Self::start), with more `redis-server` arguments.
     pub(crate) fn start_with(extra: &[&str]) -> RedisServer {
+        RedisServer::start_inner(extra, false)
+    }
+
+    /// A server that accepts TLS connections only (`--port 0 --tls-port P`), its certificate
+    /// signed by a CA made for it (`tls.ca`); clients need no certificate.
+    pub(crate) fn start_tls(extra: &[&str]) -> RedisServer {
+        RedisServer::start_inner(extra, true)
+    }
+
+    fn start_inner(extra: &[&str], with_tls: bool) -> RedisServer {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "escala-redis-test-{}-{}",
@@ -33,18 +48,20 @@ impl RedisServer {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         let port = free_port();
+        let tls = with_tls.then(|| tls::make(&dir));
         let mut s =
-            RedisServer { child: None, extra: extra.iter().map(|a| a.to_string()).collect(), port, dir };
+            RedisServer { child: None, extra: extra.iter().map(|a| a.to_string()).collect(), tls, port, dir };
         s.spawn();
         s
     }
 
-    /// The server's URL.
+    /// The server's URL (`rediss://` with TLS).
     pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
-    /// A plain client connection.
+    /// A plain client connection (not for a TLS server).
     pub(crate) fn conn(&self) -> redis::Connection {
         redis::Client::open(self.url()).unwrap().get_connection().unwrap()
     }
@@ -71,8 +88,27 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let listen: Vec<&std::ffi::OsStr> = match &self.tls {
+            None => vec!["--port".as_ref(), port.as_ref()],
+            Some(t) => vec![
+                "--port".as_ref(),
+                "0".as_ref(),
+                "--tls-port".as_ref(),
+                port.as_ref(),
+                "--tls-cert-file".as_ref(),
+                t.cert.as_os_str(),
+                "--tls-key-file".as_ref(),
+                t.key.as_os_str(),
+                "--tls-ca-cert-file".as_ref(),
+                t.ca.as_os_str(),
+                "--tls-auth-clients".as_ref(),
+                "no".as_ref(),
+            ],
+        };
         let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(listen)
+            .args(["--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "yes"])
             .arg("--dir")
             .arg(&self.dir)

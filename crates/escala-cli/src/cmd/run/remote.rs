@@ -73,10 +73,14 @@ pub(crate) fn run(
     jobs: &[Job],
 ) -> anyhow::Result<ExitCode> {
     check(cfg)?;
-    let exec = RedisExecutor::builder(&remote.url)
-        .queue(&remote.queue)
+    let mut builder = RedisExecutor::builder(&remote.url).queue(&remote.queue);
+    if let Some(path) = &remote.tls_ca {
+        builder = builder.tls_ca_file(path);
+    }
+    let exec = builder
         .build()
-        .with_context(|| format!("cannot use the queue {} on {}", remote.queue, remote.url))?;
+        // The library's error names the server (its password hidden).
+        .with_context(|| format!("cannot use the queue {}", remote.queue))?;
     let mut log = cfg.joblog.as_deref().map(|p| Joblog::open(p, Resume::No)).transpose()?;
     let context = matches!(cfg.packing, Packing::Context(_));
     let window = cfg.jobs.max(1);

@@ -1,15 +1,28 @@
-//! `escala status`: the queues and live workers of a Redis server, as a table or JSON.
+//! `escala status`: the queues and live workers of a Redis server, as a table or JSON; with
+//! `--result ID`, the result kept for one task (`result.rs`).
+
+mod result;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use escala_redis::Status;
+use escala_redis::{Server, Status};
 
 use crate::config::StatusConfig;
 
-/// Prints the status.
+/// Prints the status, or one task's kept result.
 pub(crate) fn run(c: &StatusConfig) -> anyhow::Result<ExitCode> {
-    let status = Status::fetch(&c.redis)?;
+    let mut server = Server::new(&c.redis);
+    if let Some(path) = &c.tls_ca {
+        server = server.tls_ca_file(path);
+    }
+    if let Some(id) = &c.result {
+        if let Some(path) = &c.key_file {
+            server = server.key_file(path);
+        }
+        return result::show(&server, id, c.json);
+    }
+    let status: Status = server.status()?;
     let mut out = std::io::stdout().lock();
     if c.json {
         serde_json::to_writer_pretty(&mut out, &status)?;
