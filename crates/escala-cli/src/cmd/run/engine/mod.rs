@@ -243,14 +243,19 @@ impl<'a> Engine<'a> {
         }
         let Some(r) = self.slots[slot].take() else { return Ok(()) };
         let runtime = r.start.elapsed().as_secs_f64();
+        // A stopped job counts as failed (Exitval -1) whatever its outcome.
+        let ok = !r.stopped && !r.handle.has_failed();
+        let retry = !ok && r.attempt < self.cfg.retries && !self.stopping;
+        let delay = self.cfg.retry_delay.map(|d| d * 2u32.saturating_pow(r.attempt - 1));
+        if retry {
+            escala::events::emit_retried(&r.handle, r.attempt + 1, delay.unwrap_or_default());
+        }
         let (mut exitval, signal) = exit_status(r.handle.join(), &r.command);
         if r.stopped {
             exitval = -1;
         }
-        let ok = exitval == 0 && signal == 0;
-        if !ok && r.attempt < self.cfg.retries && !self.stopping {
-            let due = self.cfg.retry_delay.map(|d| Instant::now() + d * 2u32.saturating_pow(r.attempt - 1));
-            self.queue.push_front((r.job, r.attempt + 1, due));
+        if retry {
+            self.queue.push_front((r.job, r.attempt + 1, delay.map(|d| Instant::now() + d)));
             return Ok(());
         }
         if ok {
