@@ -127,7 +127,7 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
     } else {
         ProgressBar::hidden()
     };
-    let mut engine = Engine::new(cfg, &template, &jobs, todo, files.clone());
+    let mut engine = Engine::new(cfg, &template, &jobs, todo, files.clone())?;
     let mut signals =
         signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
             .context("cannot install the signal handlers")?;
@@ -137,7 +137,7 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
         .name("escala-signals".into())
         .spawn(move || {
             for _ in signals.forever() {
-                if tx.send(Msg::Signal).is_err() {
+                if !tx.send(Msg::Signal) {
                     break;
                 }
             }

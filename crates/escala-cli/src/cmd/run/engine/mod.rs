@@ -1,15 +1,20 @@
 //! The scheduler: starts each job as an escala command unit in its own process group, one per
 //! free slot, and handles their ends, retries, `--delay` and the start gates; `stopping.rs`
 //! stops jobs (timeouts, `--halt`, SIGINT/SIGTERM).
+//!
+//! The scheduler's thread is also the jobs' reaper ([`escala::process::Reaper`]): it blocks in
+//! one `epoll_wait` on the jobs' pidfds, so a job's end wakes this one thread, which reaps
+//! it and starts the next. Output readers and the signal thread send it a [`Msg`] and wake it.
 
 mod stopping;
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
 use escala::Handle;
-use escala::process::{Command, Signaller};
+use escala::process::{Command, Reaper, Signaller, Waker};
 use nix::sys::signal::Signal;
 
 use super::exit_status::exit_status;
@@ -23,12 +28,32 @@ use crate::config::run::{HaltOn, Packing, RunConfig};
 /// Time between SIGTERM and SIGKILL when escala stops a job.
 const KILL_GRACE: Duration = Duration::from_millis(500);
 
-/// What wakes the scheduler.
+/// What wakes the scheduler, besides a job's end.
 pub(crate) enum Msg {
     /// One part of a job ended: the unit, or one of its output readers.
     Part(usize),
     /// escala got SIGINT or SIGTERM.
     Signal,
+}
+
+/// Sends the scheduler a [`Msg`] and, from another thread, wakes it. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Notify {
+    tx: Sender<Msg>,
+    waker: Waker,
+    /// The scheduler's thread, which needs no wake-up: it reads the channel before it waits.
+    home: std::thread::ThreadId,
+}
+
+impl Notify {
+    /// Sends `msg`; false once the scheduler is gone.
+    pub(crate) fn send(&self, msg: Msg) -> bool {
+        let sent = self.tx.send(msg).is_ok();
+        if std::thread::current().id() != self.home {
+            self.waker.wake();
+        }
+        sent
+    }
 }
 
 struct Running {
@@ -55,6 +80,8 @@ pub(crate) struct Engine<'a> {
     jobs: &'a [Job],
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
+    /// Waits for the jobs; dropped after them, it kills and reaps any left (an early error).
+    reaper: Reaper,
     slots: Vec<Option<Running>>,
     queue: VecDeque<(usize, u32, Option<Instant>)>,
     last_start: Option<Instant>,
@@ -87,15 +114,17 @@ impl<'a> Engine<'a> {
         jobs: &'a [Job],
         todo: Vec<usize>,
         files: FilePool,
-    ) -> Engine<'a> {
+    ) -> anyhow::Result<Engine<'a>> {
         let (tx, rx) = std::sync::mpsc::channel();
+        let reaper = Reaper::new().context("cannot create the jobs' reaper")?;
         let n = cfg.jobs.min(todo.len()).max(1);
-        Engine {
+        Ok(Engine {
             cfg,
             template,
             jobs,
             tx,
             rx,
+            reaper,
             slots: (0..n).map(|_| None).collect(),
             queue: todo.into_iter().map(|j| (j, 1, None)).collect(),
             last_start: None,
@@ -107,12 +136,12 @@ impl<'a> Engine<'a> {
             programs: Programs::default(),
             gate: Gate { memfree: cfg.memfree, load: cfg.load },
             files,
-        }
+        })
     }
 
     /// A sender for SIGINT/SIGTERM notices.
-    pub(crate) fn sender(&self) -> Sender<Msg> {
-        self.tx.clone()
+    pub(crate) fn sender(&self) -> Notify {
+        Notify { tx: self.tx.clone(), waker: self.reaper.waker(), home: std::thread::current().id() }
     }
 
     /// Runs until every job ended (or the run was stopped and the running jobs ended).
@@ -122,24 +151,33 @@ impl<'a> Engine<'a> {
     ) -> anyhow::Result<()> {
         loop {
             let wake = self.start_ready()?;
+            // Ends and notices that came in meanwhile (a job that could not start ends at once).
+            let mut handled = false;
+            while let Ok(msg) = self.rx.try_recv() {
+                handled = true;
+                match msg {
+                    Msg::Part(slot) => self.part_ended(slot, report)?,
+                    Msg::Signal => {
+                        self.signalled = true;
+                        self.stop_all();
+                    }
+                }
+            }
+            if handled {
+                continue;
+            }
             if self.slots.iter().all(Option::is_none) && (self.queue.is_empty() || self.stopping) {
                 return Ok(());
             }
             let next =
                 self.slots.iter().flatten().flat_map(|r| [r.deadline, r.kill_at]).flatten().chain(wake).min();
-            let msg = match next {
-                Some(t) => self.rx.recv_timeout(t.saturating_duration_since(Instant::now())),
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match msg {
-                Ok(Msg::Part(slot)) => self.part_ended(slot, report)?,
-                Ok(Msg::Signal) => {
-                    self.signalled = true;
-                    self.stop_all();
-                }
-                Err(RecvTimeoutError::Timeout) => self.check_timers(),
-                Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the scheduler's channel closed"),
+            let now = Instant::now();
+            if next.is_some_and(|t| t <= now) {
+                self.check_timers();
+                continue;
             }
+            // Jobs that end are reaped here; their handles' callbacks send `Msg::Part`.
+            self.reaper.wait(next.map(|t| t - now)).context("cannot wait for the jobs")?;
         }
     }
 
@@ -186,6 +224,7 @@ impl<'a> Engine<'a> {
             .process_group(true)
             // Stopped by this loop (signals, halt, timeouts), so it may start by vfork.
             .die_with_parent(false)
+            .reaper(&self.reaper)
             .stdin(match &j.input {
                 Some(data) => output::feed(data.clone())?,
                 None => std::process::Stdio::null(),
@@ -201,16 +240,20 @@ impl<'a> Engine<'a> {
         let mut parts = 1;
         if let (Some([out_r, err_r]), Capture::Lines(count)) = (pipes, &capture) {
             for (src, to_stderr) in [(out_r, false), (err_r, true)] {
-                let tx = self.tx.clone();
+                let notify = self.sender();
                 let count = (!to_stderr).then(|| count.clone());
                 output::line_reader(src, to_stderr, tag.clone(), count, move || {
-                    drop(tx.send(Msg::Part(slot)))
+                    notify.send(Msg::Part(slot));
                 })?;
                 parts += 1;
             }
         }
-        let tx = self.tx.clone();
-        handle.on_done(move |_| drop(tx.send(Msg::Part(slot))));
+        // Runs in `reaper.wait` on this thread (on a watcher thread should the reaper refuse
+        // the job, and at once if the job could not start).
+        let notify = self.sender();
+        handle.on_done(move |_| {
+            notify.send(Msg::Part(slot));
+        });
         self.slots[slot] = Some(Running {
             job,
             attempt,
