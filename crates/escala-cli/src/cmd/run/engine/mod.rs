@@ -6,9 +6,12 @@
 //! one `epoll_wait` on the jobs' pidfds, so a job's end wakes this one thread, which reaps
 //! it and starts the next. Output readers and the signal thread send it a [`Msg`] and wake it.
 
+mod feed;
 mod stopping;
 
-use std::collections::VecDeque;
+pub(crate) use feed::Feed;
+
+use std::collections::{HashSet, VecDeque};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,11 +25,16 @@ use super::gate::{self, Gate};
 use super::output::{self, Capture, Done, FilePool};
 use super::programs::Programs;
 use super::template::{Rendered, Template, Vars};
-use super::{Job, Report};
+use super::{Ended, Job, Report};
 use crate::config::run::{HaltOn, Packing, RunConfig};
+use feed::Next;
 
 /// Time between SIGTERM and SIGKILL when escala stops a job.
 const KILL_GRACE: Duration = Duration::from_millis(500);
+
+/// Job slots at most while the number of jobs is not known (`-j0` on streamed inputs), as
+/// GNU parallel, which stops near this many for want of file descriptors.
+const MAX_STREAMED_SLOTS: usize = 250;
 
 /// What wakes the scheduler, besides a job's end.
 pub(crate) enum Msg {
@@ -34,6 +42,8 @@ pub(crate) enum Msg {
     Part(usize),
     /// escala got SIGINT or SIGTERM.
     Signal,
+    /// More streamed inputs, or their end.
+    Input,
 }
 
 /// Sends the scheduler a [`Msg`] and, from another thread, wakes it. Cheap to clone.
@@ -57,7 +67,7 @@ impl Notify {
 }
 
 struct Running {
-    job: usize,
+    job: Job,
     attempt: u32,
     handle: Handle<()>,
     signaller: Signaller,
@@ -77,13 +87,18 @@ struct Running {
 pub(crate) struct Engine<'a> {
     cfg: &'a RunConfig,
     template: &'a Template,
-    jobs: &'a [Job],
+    feed: Feed,
+    /// Sequence numbers that `--resume` skips.
+    skip: HashSet<usize>,
+    /// The next input job, taken from the feed but not started yet.
+    pending: Option<Job>,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
     /// Waits for the jobs; dropped after them, it kills and reaps any left (an early error).
     reaper: Reaper,
     slots: Vec<Option<Running>>,
-    queue: VecDeque<(usize, u32, Option<Instant>)>,
+    /// Jobs to run again (`--retries`): the job, its next attempt, when it is due.
+    retries: VecDeque<(Job, u32, Option<Instant>)>,
     last_start: Option<Instant>,
     stopping: bool,
     pub(crate) signalled: bool,
@@ -111,22 +126,29 @@ impl<'a> Engine<'a> {
     pub(crate) fn new(
         cfg: &'a RunConfig,
         template: &'a Template,
-        jobs: &'a [Job],
-        todo: Vec<usize>,
+        feed: impl FnOnce(Notify) -> anyhow::Result<Feed>,
+        skip: HashSet<usize>,
         files: FilePool,
     ) -> anyhow::Result<Engine<'a>> {
         let (tx, rx) = std::sync::mpsc::channel();
         let reaper = Reaper::new().context("cannot create the jobs' reaper")?;
-        let n = cfg.jobs.min(todo.len()).max(1);
+        let home = std::thread::current().id();
+        let feed = feed(Notify { tx: tx.clone(), waker: reaper.waker(), home })?;
+        let todo = feed
+            .total()
+            .map_or(MAX_STREAMED_SLOTS, |t| t - skip.iter().filter(|&&s| (1..=t).contains(&s)).count());
+        let n = cfg.jobs.min(todo).max(1);
         Ok(Engine {
             cfg,
             template,
-            jobs,
+            feed,
+            skip,
+            pending: None,
             tx,
             rx,
             reaper,
             slots: (0..n).map(|_| None).collect(),
-            queue: todo.into_iter().map(|j| (j, 1, None)).collect(),
+            retries: VecDeque::new(),
             last_start: None,
             stopping: false,
             signalled: false,
@@ -144,13 +166,18 @@ impl<'a> Engine<'a> {
         Notify { tx: self.tx.clone(), waker: self.reaper.waker(), home: std::thread::current().id() }
     }
 
+    /// The number of jobs, when known (inputs streamed: at their end).
+    pub(crate) fn total(&self) -> Option<usize> {
+        self.feed.total()
+    }
+
     /// Runs until every job ended (or the run was stopped and the running jobs ended).
     pub(crate) fn run(
         &mut self,
-        report: &mut dyn FnMut(Report<'_>) -> anyhow::Result<()>,
+        report: &mut dyn FnMut(Ended<'_>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         loop {
-            let wake = self.start_ready()?;
+            let wake = self.start_ready(report)?;
             // Ends and notices that came in meanwhile (a job that could not start ends at once).
             let mut handled = false;
             while let Ok(msg) = self.rx.try_recv() {
@@ -161,12 +188,14 @@ impl<'a> Engine<'a> {
                         self.signalled = true;
                         self.stop_all();
                     }
+                    Msg::Input => {}
                 }
             }
             if handled {
                 continue;
             }
-            if self.slots.iter().all(Option::is_none) && (self.queue.is_empty() || self.stopping) {
+            let no_more = self.retries.is_empty() && self.pending.is_none() && self.feed.is_done();
+            if self.slots.iter().all(Option::is_none) && (no_more || self.stopping) {
                 return Ok(());
             }
             let next =
@@ -176,20 +205,26 @@ impl<'a> Engine<'a> {
                 self.check_timers();
                 continue;
             }
-            // Jobs that end are reaped here; their handles' callbacks send `Msg::Part`.
+            // Jobs that end are reaped here (their handles' callbacks send `Msg::Part`); the
+            // inputs' reader, output readers and the signal thread wake it too.
             self.reaper.wait(next.map(|t| t - now)).context("cannot wait for the jobs")?;
         }
     }
 
-    /// Starts queued jobs on free slots; returns when to look again (a `--delay` or a retry
-    /// that is not due yet).
-    fn start_ready(&mut self) -> anyhow::Result<Option<Instant>> {
+    /// Starts due retries, then input jobs, on free slots; returns when to look again (a
+    /// `--delay`, a start gate or a retry that is not due yet). Jobs that `--resume` skips
+    /// go to `report` as they come.
+    fn start_ready(
+        &mut self,
+        report: &mut dyn FnMut(Ended<'_>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Option<Instant>> {
         while !self.stopping {
             let Some(slot) = self.slots.iter().position(Option::is_none) else { return Ok(None) };
             let now = Instant::now();
-            let Some(pos) = self.queue.iter().position(|(_, _, due)| due.is_none_or(|d| d <= now)) else {
-                return Ok(self.queue.iter().filter_map(|q| q.2).min());
-            };
+            let retry = self.retries.iter().position(|(_, _, due)| due.is_none_or(|d| d <= now));
+            if retry.is_none() && !self.fill_pending(report)? {
+                return Ok(self.retries.iter().filter_map(|q| q.2).min());
+            }
             if !self.gate.open() {
                 return Ok(Some(now + gate::RECHECK));
             }
@@ -198,15 +233,36 @@ impl<'a> Engine<'a> {
                     return Ok(Some(last + d));
                 }
             }
-            let (job, attempt, _) = self.queue.remove(pos).unwrap_or_default();
-            self.start(slot, job, attempt)?;
+            let next = match retry {
+                Some(pos) => self.retries.remove(pos).map(|(job, attempt, _)| (job, attempt)),
+                None => self.pending.take().map(|job| (job, 1)),
+            };
+            if let Some((job, attempt)) = next {
+                self.start(slot, job, attempt)?;
+            }
         }
         Ok(None)
     }
 
-    fn start(&mut self, slot: usize, job: usize, attempt: u32) -> anyhow::Result<()> {
-        let j = &self.jobs[job];
-        let vars = Vars { args: &j.args, seq: j.seq, slot: slot + 1, total: self.jobs.len() };
+    /// Takes the next input job that is not skipped into `pending`; false when there is
+    /// none yet (or no more).
+    fn fill_pending(
+        &mut self,
+        report: &mut dyn FnMut(Ended<'_>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<bool> {
+        while self.pending.is_none() {
+            match self.feed.next()? {
+                Next::Job(job) if self.skip.contains(&job.seq) => report(Ended::Skipped(job.seq - 1))?,
+                Next::Job(job) => self.pending = Some(job),
+                Next::Later | Next::End => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    fn start(&mut self, slot: usize, j: Job, attempt: u32) -> anyhow::Result<()> {
+        let total = self.feed.total().unwrap_or(0);
+        let vars = Vars { args: &j.args, seq: j.seq, slot: slot + 1, total };
         let command = self.template.render(&vars, matches!(self.cfg.packing, Packing::Context(_)));
         let tag = self.cfg.tag.as_deref().map(|t| Template::render_text(t, &vars));
         let (capture, out, err, pipes) = Capture::new(self.cfg.output, &self.files)?;
@@ -255,7 +311,7 @@ impl<'a> Engine<'a> {
             notify.send(Msg::Part(slot));
         });
         self.slots[slot] = Some(Running {
-            job,
+            job: j,
             attempt,
             handle,
             signaller,
@@ -277,7 +333,7 @@ impl<'a> Engine<'a> {
     fn part_ended(
         &mut self,
         slot: usize,
-        report: &mut dyn FnMut(Report<'_>) -> anyhow::Result<()>,
+        report: &mut dyn FnMut(Ended<'_>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let Some(r) = self.slots[slot].as_mut() else { return Ok(()) };
         r.parts -= 1;
@@ -298,7 +354,7 @@ impl<'a> Engine<'a> {
             exitval = -1;
         }
         if retry {
-            self.queue.push_front((r.job, r.attempt + 1, delay.map(|d| Instant::now() + d)));
+            self.retries.push_back((r.job, r.attempt + 1, delay.map(|d| Instant::now() + d)));
             return Ok(());
         }
         if ok {
@@ -306,7 +362,7 @@ impl<'a> Engine<'a> {
         } else {
             self.failed += 1;
         }
-        let job = &self.jobs[r.job];
+        let job = &r.job;
         if let Some(dir) = &self.cfg.results {
             output::save_results(dir, &job.args, job.seq, &r.capture)?;
         }
@@ -314,12 +370,17 @@ impl<'a> Engine<'a> {
         let tag = self.cfg.tag.as_deref().map(|t| {
             Template::render_text(
                 t,
-                &Vars { args: &job.args, seq: job.seq, slot: slot + 1, total: self.jobs.len() },
+                &Vars {
+                    args: &job.args,
+                    seq: job.seq,
+                    slot: slot + 1,
+                    total: self.feed.total().unwrap_or(0),
+                },
             )
         });
         let display = r.command.display();
-        report(Report {
-            index: r.job,
+        report(Ended::Ran(Report {
+            index: job.seq - 1,
             seq: job.seq,
             slot: slot + 1,
             start: r.start_unix,
@@ -329,7 +390,7 @@ impl<'a> Engine<'a> {
             signal,
             command: &display,
             done: Done { capture: r.capture, tag, lens },
-        })?;
+        }))?;
         if !ok {
             self.check_halt(HaltOn::Fail, exitval, signal, &display);
         } else {
