@@ -110,6 +110,8 @@ pub(crate) struct Engine<'a> {
     gate: Gate,
     /// Temporary files to reuse for captured output.
     files: FilePool,
+    /// `/dev/null`, opened once: each job's stdin is a copy (cheaper than opening it again).
+    null: std::fs::File,
 }
 
 /// A run that ends early (an error, a broken pipe) leaves no job behind: jobs do not die
@@ -158,6 +160,7 @@ impl<'a> Engine<'a> {
             programs: Programs::default(),
             gate: Gate { memfree: cfg.memfree, load: cfg.load },
             files,
+            null: std::fs::File::open("/dev/null").context("cannot open /dev/null")?,
         })
     }
 
@@ -283,7 +286,7 @@ impl<'a> Engine<'a> {
             .reaper(&self.reaper)
             .stdin(match &j.input {
                 Some(data) => output::feed(data.clone())?,
-                None => std::process::Stdio::null(),
+                None => self.null.try_clone().context("cannot copy the /dev/null descriptor")?.into(),
             })
             .stdout(out)
             .stderr(err)
