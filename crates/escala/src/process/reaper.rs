@@ -152,7 +152,7 @@ impl Inner {
         if epoll::add(&self.epoll, &pidfd, data, epoll::EventFlags::IN).is_err() {
             return Err(end);
         }
-        children.insert(token, Watched { pidfd: pidfd, slot, end });
+        children.insert(token, Watched { pidfd, slot, end });
         Ok(())
     }
 }

@@ -102,7 +102,7 @@ impl Template {
     /// Whether `{##}` (the number of jobs) appears in the template or in `text` (a
     /// `--tagstring`): then every input must be read before the first job starts.
     pub(crate) fn uses_total(&self, text: Option<&str>) -> bool {
-        let total = |segs: &[Seg]| segs.iter().any(|s| *s == Seg::Rep(Rep::Total));
+        let total = |segs: &[Seg]| segs.contains(&Seg::Rep(Rep::Total));
         self.tokens.iter().any(|(_, segs)| total(segs))
             || text.is_some_and(|t| parse_tokens(t).iter().any(|(_, segs)| total(segs)))
     }
