@@ -117,3 +117,19 @@ fn an_endless_stdin_stops_at_the_halt() {
     let _ = yes.wait();
     assert_eq!(code, Some(0), "--halt now,success=3 exits 0 after the third success");
 }
+
+#[test]
+fn inputs_that_need_the_number_of_jobs_are_read_whole_first() {
+    // `{##}` needs every input before the first job: still right when the input is stdin.
+    let out = escala(&["-k", "echo", "{#}/{##}", "{}"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"a\nb\nc\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "1/3 a\n2/3 b\n3/3 c\n");
+}
