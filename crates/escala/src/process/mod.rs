@@ -8,6 +8,8 @@
 //! reply frame (see `frame.rs`). A watcher thread per unit owns the child: it reads the
 //! reply, reaps the child and resolves the handle; a child that dies without replying
 //! resolves as [`crate::ErrorKind::WorkerLost`] with the signal's name or the exit code.
+//! A command unit given a [`Reaper`] has no watcher: the thread that calls
+//! [`Reaper::wait`] reaps it (`reaper.rs`).
 //! Children get `PR_SET_PDEATHSIG` (tied to the watcher thread, which lives at least as long
 //! as the child; idle watchers are reused, see `watcher.rs`), so they die with the parent.
 
