@@ -347,8 +347,12 @@ pub(crate) fn parse() -> Result<Config, ExitCode> {
                 }
                 _ => text.lines().next().unwrap_or("error: invalid arguments"),
             };
-            eprintln!("escala: {} (see `escala --help`)", first.trim());
-            return Err(ExitCode::from(2));
+            let run = subcommand_is_run(std::env::args_os().skip(1));
+            let help = if run { "escala run --help" } else { "escala --help" };
+            eprintln!("escala: {} (see `{help}`)", first.trim());
+            // `escala run` exits 255 on a usage error, as GNU parallel does; the other
+            // subcommands keep the usual 2.
+            return Err(ExitCode::from(if run { 255 } else { 2 }));
         }
         Err(e) => {
             let _ = e.print();
@@ -421,6 +425,12 @@ pub(crate) fn parse() -> Result<Config, ExitCode> {
             json: a.json,
         }),
     })
+}
+
+/// Whether the arguments (after the program name) name the `run` subcommand: its first
+/// word that is not an option is `run`.
+fn subcommand_is_run(mut args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.find(|a| !a.to_string_lossy().starts_with('-')).is_some_and(|a| a == "run")
 }
 
 /// Converts the run options into a [`RunConfig`]: splits the words at `:::` / `::::`.
@@ -525,6 +535,15 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors_of_run_are_told_apart() {
+        let words = |w: &[&str]| w.iter().map(std::ffi::OsString::from).collect::<Vec<_>>().into_iter();
+        assert!(subcommand_is_run(words(&["run", "--bogus"])));
+        assert!(subcommand_is_run(words(&["--verbose", "run"])));
+        assert!(!subcommand_is_run(words(&["demo", "run"])));
+        assert!(!subcommand_is_run(words(&[])));
     }
 
     #[test]

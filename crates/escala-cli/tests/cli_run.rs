@@ -180,6 +180,29 @@ fn bad_input_is_one_error_line_and_a_failure() {
 }
 
 #[test]
+fn usage_errors_exit_255_like_gnu_parallel_and_help_and_version_exit_0() {
+    for args in [
+        &["--no-such-option", "echo", ":::", "a"][..],
+        &["--timeout", "-3", "echo", ":::", "a"],
+        &["--retries", "many", "echo", ":::", "a"],
+        &["-j", "lots", "echo", ":::", "a"],
+        &["--resume", "echo", ":::", "a"],
+    ] {
+        let out = escala().args(args).timeout(std::time::Duration::from_secs(60)).output().unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(255), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("escala: error: "), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    escala().arg("--help").assert().code(0).stdout(predicate::str::contains("Usage: escala run"));
+    escala().arg("--version").assert().code(0).stdout(predicate::str::starts_with("escala-run "));
+    // The other subcommands keep the usual 2.
+    let demo = std::process::Command::new(env!("CARGO_BIN_EXE_escala")).args(["demo", "--bogus"]).output();
+    assert_eq!(demo.unwrap().status.code(), Some(2));
+}
+
+#[test]
 fn bar_draws_nothing_when_stderr_is_not_a_terminal() {
     escala().args(["--bar", "-k", "echo", ":::", "a", "b"]).assert().success().stdout("a\nb\n").stderr("");
 }

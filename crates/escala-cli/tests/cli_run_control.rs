@@ -154,6 +154,52 @@ fn events_file_has_a_start_and_a_finish_for_every_job() {
     assert!(events.iter().any(|e| e["kind"]["outcome"] == "exited"), "{text}");
 }
 
+#[test]
+fn events_file_has_a_retried_event_for_each_run_that_will_be_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join("ev.jsonl");
+    // Job `1` fails all three runs, job `0` succeeds at once.
+    escala()
+        .args(["-j1", "--retries", "3", "--retry-delay", "0.01", "--events", ev.to_str().unwrap()])
+        .args(["exit {}", ":::", "1", "0"])
+        .assert()
+        .code(1);
+    let text = std::fs::read_to_string(&ev).unwrap();
+    let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let of = |name: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["name"] == name)
+            .map(|e| match e["kind"]["event"].as_str().unwrap() {
+                "retried" => format!("retried:{}:{}", e["kind"]["attempt"], e["kind"]["delay_ms"]),
+                "finished" => format!("finished:{}", e["kind"]["outcome"].as_str().unwrap()),
+                other => other.to_string(),
+            })
+            .collect()
+    };
+    // Each retry follows the failed run it repeats, with the attempt about to start and its
+    // backoff (10 ms, doubled); the last run is not retried.
+    assert_eq!(
+        of("1 exit 1"),
+        [
+            "started",
+            "finished:exited",
+            "retried:2:10",
+            "started",
+            "finished:exited",
+            "retried:3:20",
+            "started",
+            "finished:exited"
+        ],
+        "{text}"
+    );
+    assert_eq!(of("2 exit 0"), ["started", "finished:ok"], "{text}");
+    // The retried event names the run that failed.
+    let first_run = events.iter().find(|e| e["name"] == "1 exit 1").unwrap()["task"].clone();
+    let retried = events.iter().find(|e| e["kind"]["event"] == "retried").unwrap();
+    assert_eq!(retried["task"], first_run, "{text}");
+}
+
 mod common;
 
 #[test]

@@ -50,6 +50,8 @@ fn exit_codes_and_joblog_columns_match_gnu_parallels() {
     let cases: &[(&[&str], i32)] = &[
         (&["exit {}", ":::", "0", "3", "4"], 2),
         (&["-j1", "--halt", "now,fail=1", "exit {}", ":::", "0", "3", "0"], 3),
+        // A usage error.
+        (&["--no-such-option", "echo", ":::", "a"], 255),
     ];
     for (args, code) in cases {
         let out = Command::new(env!("CARGO_BIN_EXE_escala")).arg("run").args(*args).output().unwrap();

@@ -154,6 +154,28 @@ pub(crate) fn emit(core: &Core, kind: EventKind) {
     send(event(core.id, core.name.to_string(), core.kind, pid, kind));
 }
 
+/// Emits [`EventKind::Retried`] for the task behind `handle`, for a caller that runs a failed
+/// unit again by itself (as `escala run --retries` does, one unit per attempt): `attempt` is
+/// the run about to start (2 for the first retry), `delay` the wait before it. Costs one
+/// relaxed load while nobody listens.
+///
+/// # Examples
+///
+/// ```
+/// use escala::events::{self, EventKind};
+/// let sub = events::subscribe();
+/// let h = escala::process::Command::new("false").spawn();
+/// events::emit_retried(&h, 2, std::time::Duration::from_millis(5));
+/// let _ = h.join();
+/// let retried = sub.try_iter().find(|e| matches!(e.kind, EventKind::Retried { .. })).unwrap();
+/// assert_eq!(retried.kind, EventKind::Retried { attempt: 2, delay_ms: 5 });
+/// ```
+pub fn emit_retried<T>(handle: &crate::Handle<T>, attempt: u32, delay: Duration) {
+    if enabled() {
+        emit(handle.core(), EventKind::Retried { attempt, delay_ms: delay.as_millis() as u64 });
+    }
+}
+
 /// Emits an event about a pool rather than one task (`task` is `#0`).
 pub(crate) fn emit_pool(name: &str, kind: EventKind) {
     send(event(TaskId(0), name.to_string(), UnitKind::PoolTask, std::process::id(), kind));

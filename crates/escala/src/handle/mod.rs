@@ -548,6 +548,10 @@ pub struct Handle<T> {
 }
 
 impl<T> Handle<T> {
+    pub(crate) fn core(&self) -> &Core {
+        &self.shared.core
+    }
+
     /// The task's process-wide id.
     pub fn id(&self) -> TaskId {
         self.shared.core.id
@@ -574,6 +578,21 @@ impl<T> Handle<T> {
     /// True once the task has an outcome. Never blocks.
     pub fn is_done(&self) -> bool {
         self.shared.is_done()
+    }
+
+    /// True once the task has ended with an error (false while it runs and after a
+    /// success). Never blocks, and leaves the outcome for [`join`](Handle::join).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = escala::process::Command::new("false").spawn();
+    /// h.wait();
+    /// assert!(h.has_failed());
+    /// assert!(h.join().is_err());
+    /// ```
+    pub fn has_failed(&self) -> bool {
+        self.shared.peek_is_err()
     }
 
     /// Blocks until the task has an outcome, and returns it.

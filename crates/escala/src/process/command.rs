@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::{ChildSlot, launch, lost, reap, spawn_into, sys};
+use super::reaper::{self, Reaper};
+use super::{ChildSlot, launch, lost, reap, register_unit, spawn_into, sys, watcher};
 use crate::error::{ErrorKind, ExitReason};
 use crate::handle::{Handle, TaskName, UnitKind, pair};
 
@@ -31,6 +32,7 @@ pub struct Command {
     tail: usize,
     group: bool,
     die_with_parent: bool,
+    reaper: Option<Arc<reaper::Inner>>,
 }
 
 impl Command {
@@ -45,6 +47,7 @@ impl Command {
             tail: 0,
             group: false,
             die_with_parent: true,
+            reaper: None,
         }
     }
 
@@ -157,6 +160,29 @@ impl Command {
         self
     }
 
+    /// Has `reaper` wait for the command instead of a watcher thread: the command starts on
+    /// the calling thread, and its handle resolves when a [`Reaper::wait`] sees it end (or
+    /// when the reaper is dropped, which kills it). Ignored with
+    /// [`stderr_tail`](Self::stderr_tail), whose reader thread could hold up the reaper.
+    ///
+    /// With [`die_with_parent`](Self::die_with_parent) on, the command gets SIGKILL when the
+    /// calling thread exits (PR_SET_PDEATHSIG belongs to the thread that starts it): turn it
+    /// off unless that thread outlives the command.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use escala::process::{Command, Reaper};
+    /// let reaper = Reaper::new().unwrap();
+    /// let h = Command::new("sh").args(["-c", "exit 4"]).die_with_parent(false).reaper(&reaper).spawn();
+    /// assert_eq!(reaper.wait(None).unwrap(), 1);
+    /// assert_eq!(h.join().unwrap_err().exit_reason(), Some(escala::ExitReason::Code(4)));
+    /// ```
+    pub fn reaper(mut self, reaper: &Reaper) -> Command {
+        self.reaper = Some(reaper.inner());
+        self
+    }
+
     /// Starts the command; returns once it is running (its [`Handle::pid`] is set) or has
     /// failed to start. The command dies with this process (PR_SET_PDEATHSIG) unless
     /// [`die_with_parent`](Self::die_with_parent) is off.
@@ -188,7 +214,7 @@ impl Command {
     /// PDEATHSIG is tied to that thread, so only a thread that outlives its children (a
     /// supervisor's control thread) may ask for it.
     pub(crate) fn spawn_in_slot(self, here: bool) -> (Handle<()>, Arc<ChildSlot>) {
-        let Command { mut inner, name, daemon, grace, tail, group, die_with_parent } = self;
+        let Command { mut inner, name, daemon, grace, tail, group, die_with_parent, reaper } = self;
         let kind = if daemon { UnitKind::DaemonProcess } else { UnitKind::Command };
         let units = pair::<()>(TaskName::from(name), kind);
         if die_with_parent {
@@ -205,6 +231,10 @@ impl Command {
             ChildSlot::new()
         });
         let what = format!("cannot run `{}`", inner.get_program().to_string_lossy());
+        if let Some(reaper) = reaper.filter(|_| tail == 0) {
+            let handle = spawn_reaped(units, inner, &slot, (daemon, grace), &what, &reaper);
+            return (handle, slot);
+        }
         // Ok: already spawned here; Err: the watcher thread spawns it. The command (and our
         // copies of its stdio) is dropped right after the spawn, so a pipe reader sees EOF
         // when the child exits.
@@ -220,14 +250,57 @@ impl Command {
                 return;
             };
             started.done();
-            match reap(slot, pid, stderr) {
-                (Some(ExitReason::Code(0)), _) => c.ok(()),
-                (Some(ExitReason::Code(code)), _) => c.fail(ErrorKind::Exited(code)),
-                (status, lines) => lost(&c, status, lines),
-            };
+            let (status, lines) = reap(slot, pid, stderr);
+            finish(&c, status, lines);
         });
         (h, slot)
     }
+}
+
+/// Starts a command on this thread and hands its end to `reaper` (or, should its pidfd not
+/// join the reaper's epoll set, to a watcher thread).
+fn spawn_reaped(
+    (handle, c): (Handle<()>, crate::handle::Completer<()>),
+    mut inner: std::process::Command,
+    slot: &Arc<ChildSlot>,
+    (daemon, grace): (bool, Duration),
+    what: &str,
+    reaper: &reaper::Inner,
+) -> Handle<()> {
+    let ended = register_unit(&handle, slot, daemon, grace);
+    let spawned = spawn_into(&c, slot, &mut inner, 0, what);
+    // Our copies of the child's stdio close here, so a pipe reader sees EOF when it exits.
+    drop(inner);
+    let Some((pid, _)) = spawned else { return handle };
+    let reap_slot = slot.clone();
+    let end: reaper::End = Box::new(move || {
+        let _ended = ended;
+        finish(&c, reap_slot.reap().map(ExitReason::from_status), Vec::new());
+    });
+    let refused = match slot.pidfd() {
+        Some(fd) => reaper.watch(fd, slot.clone(), end),
+        None => Err(end),
+    };
+    if let Err(end) = refused {
+        // A pid that is still ours (unreaped): wait for it on a watcher thread instead.
+        let wait = Box::new(move || {
+            sys::wait_exit_no_reap(pid);
+            end();
+        });
+        if let Err(e) = watcher::run(wait) {
+            tracing::error!("could not start a watcher thread: {e}");
+        }
+    }
+    handle
+}
+
+/// Resolves a command unit's handle from how its child ended.
+fn finish(c: &crate::handle::Completer<()>, status: Option<ExitReason>, stderr: Vec<String>) {
+    match status {
+        Some(ExitReason::Code(0)) => c.ok(()),
+        Some(ExitReason::Code(code)) => c.fail(ErrorKind::Exited(code)),
+        status => lost(c, status, stderr),
+    };
 }
 
 /// Sends signals to one command unit's process (or process group) while it runs; never to a

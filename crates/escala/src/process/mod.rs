@@ -8,12 +8,15 @@
 //! reply frame (see `frame.rs`). A watcher thread per unit owns the child: it reads the
 //! reply, reaps the child and resolves the handle; a child that dies without replying
 //! resolves as [`crate::ErrorKind::WorkerLost`] with the signal's name or the exit code.
+//! A command unit given a [`Reaper`] has no watcher: the thread that calls
+//! [`Reaper::wait`] reaps it (`reaper.rs`).
 //! Children get `PR_SET_PDEATHSIG` (tied to the watcher thread, which lives at least as long
 //! as the child; idle watchers are reused, see `watcher.rs`), so they die with the parent.
 
 pub(crate) mod child;
 mod command;
 pub(crate) mod frame;
+mod reaper;
 mod slot;
 pub(crate) mod sys;
 mod watcher;
@@ -31,6 +34,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 pub use command::{Command, Signaller};
+pub use reaper::{Reaper, Waker};
 
 use crate::error::{ErrorKind, ExitReason};
 use crate::events::{self, EventKind};
@@ -294,8 +298,32 @@ where
     T: Send + 'static,
     B: FnOnce(Completer<T>, &ChildSlot, Started) + Send + 'static,
 {
+    let ended_tx = register_unit(&handle, &slot, daemon, grace);
+    let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
+    let watcher = watcher::run(Box::new(move || {
+        let _ended = ended_tx;
+        body(completer, &slot, Started(started_tx));
+    }));
+    match watcher {
+        // Err: the watcher ended before the child started; the handle has its outcome.
+        Ok(_) if wait_start => drop(started_rx.recv()),
+        Ok(_) => {}
+        // The closure, and the completer in it, were dropped: the handle resolved.
+        Err(e) => tracing::error!("could not start a watcher thread: {e}"),
+    }
+    handle
+}
+
+/// Registers a child-owning unit with the exit policy and makes `cancel()` stop it. The unit
+/// has ended for the exit policy once the returned sender is dropped (after the reap).
+pub(crate) fn register_unit<T>(
+    handle: &Handle<T>,
+    slot: &Arc<ChildSlot>,
+    daemon: bool,
+    grace: Duration,
+) -> crossbeam_channel::Sender<()> {
     let (ended_tx, ended_rx) = crossbeam_channel::bounded::<()>(0);
-    slot.install_cancel(&handle, ended_rx.clone(), grace);
+    slot.install_cancel(handle, ended_rx.clone(), grace);
     let stop_slot = slot.clone();
     let kill_slot = slot.clone();
     runtime::register(LiveUnit {
@@ -312,19 +340,7 @@ where
         force: Some(Box::new(move || kill_slot.signal(Signal::SIGKILL))),
         grace: Some(grace),
     });
-    let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
-    let watcher = watcher::run(Box::new(move || {
-        let _ended = ended_tx;
-        body(completer, &slot, Started(started_tx));
-    }));
-    match watcher {
-        // Err: the watcher ended before the child started; the handle has its outcome.
-        Ok(_) if wait_start => drop(started_rx.recv()),
-        Ok(_) => {}
-        // The closure, and the completer in it, were dropped: the handle resolved.
-        Err(e) => tracing::error!("could not start a watcher thread: {e}"),
-    }
-    handle
+    ended_tx
 }
 
 struct Job<D> {

@@ -1,8 +1,9 @@
 //! `escala run`: GNU parallel's syntax on escala's command units. Each job is an
 //! [`escala::process::Command`] in its own process group; SIGINT/SIGTERM stop them all.
 //!
-//! `inputs.rs` reads and combines the inputs, `template.rs` renders command lines,
-//! `engine.rs` schedules the units, `output.rs` prints their output, `joblog.rs` logs them.
+//! `inputs.rs` reads and combines the inputs (streamed while the jobs run where GNU parallel
+//! does so), `template.rs` renders command lines, `engine/` schedules the units,
+//! `output.rs` prints their output, `joblog.rs` logs them.
 
 mod engine;
 mod exit_status;
@@ -22,7 +23,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::run::{Resume, RunConfig};
-use engine::{Engine, Msg};
+use engine::{Engine, Feed, Msg};
 use joblog::{Entry, Joblog};
 use output::{Done, Printer};
 use template::{Template, Vars};
@@ -32,6 +33,14 @@ pub(crate) struct Job {
     pub(crate) seq: usize,
     pub(crate) args: Vec<String>,
     pub(crate) input: Option<std::sync::Arc<[u8]>>,
+}
+
+/// What the scheduler hands back, in the order it happens.
+pub(crate) enum Ended<'a> {
+    /// A job `--resume` skips: its position in input order (from 0).
+    Skipped(usize),
+    /// A job that ran.
+    Ran(Report<'a>),
 }
 
 /// A job that ended for good (after its retries).
@@ -70,7 +79,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
     let template = Template::parse(&cfg.command);
+    let streamed = inputs::can_stream(cfg, template.uses_total(cfg.tag.as_deref()));
     let jobs: Vec<Job> = match cfg.pipe_block {
+        _ if streamed => Vec::new(),
         Some(block) => inputs::pipe_blocks(block)?
             .into_iter()
             .enumerate()
@@ -108,16 +119,10 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
     };
     let mut printer = Printer::new(cfg.keep_order);
     let files = output::FilePool::default();
-    let mut todo = Vec::with_capacity(jobs.len());
-    for (i, j) in jobs.iter().enumerate() {
-        if skip.contains(&j.seq) {
-            printer.finished(i, None, &files)?;
-        } else {
-            todo.push(i);
-        }
-    }
+    // `--bar` reads every input first (`inputs::can_stream`), so the number is known.
+    let todo = jobs.iter().filter(|j| !skip.contains(&j.seq)).count();
     let bar = if cfg.bar && std::io::stderr().is_terminal() {
-        let b = ProgressBar::with_draw_target(Some(todo.len() as u64), ProgressDrawTarget::stderr());
+        let b = ProgressBar::with_draw_target(Some(todo as u64), ProgressDrawTarget::stderr());
         if let Ok(style) =
             ProgressStyle::with_template("{bar:40} {pos}/{len} jobs, {elapsed} elapsed, eta {eta}")
         {
@@ -127,7 +132,16 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
     } else {
         ProgressBar::hidden()
     };
-    let mut engine = Engine::new(cfg, &template, &jobs, todo, files.clone());
+    let feed = |notify: engine::Notify| -> anyhow::Result<Feed> {
+        Ok(if streamed {
+            Feed::stream(inputs::stream(cfg, move || {
+                notify.send(Msg::Input);
+            })?)
+        } else {
+            Feed::list(jobs)
+        })
+    };
+    let mut engine = Engine::new(cfg, &template, feed, skip, files.clone())?;
     let mut signals =
         signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
             .context("cannot install the signal handlers")?;
@@ -137,14 +151,18 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
         .name("escala-signals".into())
         .spawn(move || {
             for _ in signals.forever() {
-                if tx.send(Msg::Signal).is_err() {
+                if !tx.send(Msg::Signal) {
                     break;
                 }
             }
         })
         .context("cannot start the signal thread")?;
     let mut bars = Vec::new();
-    let result = engine.run(&mut |r: Report<'_>| {
+    let result = engine.run(&mut |ended: Ended<'_>| {
+        let r = match ended {
+            Ended::Skipped(index) => return printer.finished(index, None, &files),
+            Ended::Ran(r) => r,
+        };
         if let Some(log) = log.as_mut() {
             log.write(&Entry {
                 seq: r.seq,

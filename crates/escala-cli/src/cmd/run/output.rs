@@ -65,8 +65,11 @@ impl Capture {
     /// neither with `-u`).
     pub(crate) fn lens(&self) -> (u64, u64) {
         match self {
+            // The job has ended: the end of each file is its length (an `lseek`, cheaper than
+            // a `statx`); whoever reads the file rewinds it first.
             Capture::Files(out, err) => {
-                (out.metadata().map_or(0, |m| m.len()), err.metadata().map_or(0, |m| m.len()))
+                let end = |mut f: &File| f.seek(std::io::SeekFrom::End(0)).unwrap_or(0);
+                (end(out), end(err))
             }
             Capture::Lines(n) => (n.load(Ordering::Relaxed), 0),
             Capture::Through => (0, 0),

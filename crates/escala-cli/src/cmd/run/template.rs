@@ -99,6 +99,14 @@ impl Template {
         Template { tokens, shell, raw }
     }
 
+    /// Whether `{##}` (the number of jobs) appears in the template or in `text` (a
+    /// `--tagstring`): then every input must be read before the first job starts.
+    pub(crate) fn uses_total(&self, text: Option<&str>) -> bool {
+        let total = |segs: &[Seg]| segs.contains(&Seg::Rep(Rep::Total));
+        self.tokens.iter().any(|(_, segs)| total(segs))
+            || text.is_some_and(|t| parse_tokens(t).iter().any(|(_, segs)| total(segs)))
+    }
+
     /// Builds the job's command; `context` repeats a word around a many-valued `{}` (`-X`).
     pub(crate) fn render(&self, v: &Vars<'_>, context: bool) -> Rendered {
         if self.raw {
@@ -294,6 +302,10 @@ mod tests {
         assert_eq!(render(&["echo"], &["a b"], false), Rendered::Direct(vec!["echo".into(), "a b".into()]));
         assert_eq!(render(&["echo {} | wc"], &["a b"], false), Rendered::Shell("echo 'a b' | wc".into()));
         assert_eq!(render(&["echo", "{#}-{%}/{##}"], &[], false).display(), "echo 7-2/9");
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(Template::parse(&words(&["echo", "{##}"])).uses_total(None));
+        assert!(Template::parse(&words(&["echo"])).uses_total(Some("{#}/{##}")));
+        assert!(!Template::parse(&words(&["echo", "{#}"])).uses_total(Some("{}")));
     }
 
     #[test]

@@ -15,7 +15,7 @@ impl Engine<'_> {
         let h = self.cfg.halt;
         match (h.when, h.limit) {
             (HaltWhen::Never, _) | (_, Limit::Count(_)) => self.failed.min(101) as u8,
-            (_, Limit::Percent(_)) => (self.failed * 100 / self.jobs.len().max(1)).min(100) as u8,
+            (_, Limit::Percent(_)) => (self.failed * 100 / self.total_or_started().max(1)).min(100) as u8,
         }
     }
 
@@ -27,7 +27,7 @@ impl Engine<'_> {
         let count = if on == HaltOn::Fail { self.failed } else { self.succeeded };
         let hit = match h.limit {
             Limit::Count(n) => count >= n,
-            Limit::Percent(p) => count as f64 * 100.0 >= p * self.jobs.len() as f64,
+            Limit::Percent(p) => count as f64 * 100.0 >= p * self.total_or_started() as f64,
         };
         if !hit {
             return;
@@ -45,6 +45,12 @@ impl Engine<'_> {
         if h.when == HaltWhen::Now {
             self.stop_all();
         }
+    }
+
+    /// The number of jobs (known up front whenever `--halt` counts a percentage), or those
+    /// ended so far.
+    fn total_or_started(&self) -> usize {
+        self.total().unwrap_or(self.failed + self.succeeded)
     }
 
     /// Stops every running job and starts no more.
