@@ -101,13 +101,7 @@ impl Scripts {
 pub(super) fn run(shared: &Shared, client: redis::Client, scripts: Scripts, rx: Receiver<Commit>) {
     let mut conn = Conn::new(client, Some(Duration::from_secs(10)));
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
-            }
-        }
+        let batch = super::take_batch(&rx, first, BATCH);
         loop {
             match conn.run(&shared.never, |c| commit(c, shared, &scripts, &batch)) {
                 Some(Ok(stored)) => {

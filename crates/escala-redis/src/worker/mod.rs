@@ -301,3 +301,16 @@ impl std::fmt::Debug for RunningWorker {
         f.debug_struct("RunningWorker").field("id", &self.id()).field("report", &self.report()).finish()
     }
 }
+
+/// `first` and what else waits in `rx` at once, up to `max` in all: one script call's worth
+/// for the starter and commit threads.
+fn take_batch<T>(rx: &crossbeam_channel::Receiver<T>, first: T, max: usize) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(x) => batch.push(x),
+            Err(_) => break,
+        }
+    }
+    batch
+}

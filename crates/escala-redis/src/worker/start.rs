@@ -67,13 +67,7 @@ pub(crate) struct Request {
 pub(super) fn run(shared: &Shared, client: redis::Client, rx: Receiver<Request>) {
     let mut conn = Conn::new(client, Some(std::time::Duration::from_secs(10)));
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
+        let batch = super::take_batch(&rx, first, BATCH);
         let starts = match conn.run(&shared.never, |c| start(c, shared, &batch)) {
             Some(Ok(starts)) if starts.len() == batch.len() => starts,
             Some(Ok(_)) => vec![Start::Run(1); batch.len()],
