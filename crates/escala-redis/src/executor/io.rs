@@ -105,16 +105,24 @@ fn reader(inner: &Inner, client: redis::Client) {
     let mut conn = Conn::new(client, Some(Duration::from_millis(BLOCK_MS) + Duration::from_secs(5)));
     let mut last = "0-0".to_string();
     while !inner.stop.load(Relaxed) {
+        // Entries read are not needed again: the next read first trims the stream below
+        // the last one read, in the same round trip. Approximate trimming (`~`) drops whole
+        // stream nodes only: one command per read, far less work for Redis than an `XDEL`
+        // of each entry (W6: `XDEL` had cost Redis about 5 µs per task).
         let read = conn.run(&inner.stop, |c| {
-            redis::cmd("XREAD")
+            let mut pipe = redis::pipe();
+            if last != "0-0" {
+                pipe.cmd("XTRIM").arg(&inner.reply_key).arg("MINID").arg("~").arg(&last).ignore();
+            }
+            pipe.cmd("XREAD")
                 .arg("COUNT")
                 .arg(1000)
                 .arg("BLOCK")
                 .arg(BLOCK_MS)
                 .arg("STREAMS")
                 .arg(&inner.reply_key)
-                .arg(&last)
-                .query::<Value>(c)
+                .arg(&last);
+            pipe.query::<(Value,)>(c).map(|(v,)| v)
         });
         let entries = match read {
             None => break,
@@ -128,15 +136,10 @@ fn reader(inner: &Inner, client: redis::Client) {
         if entries.is_empty() {
             continue;
         }
-        let mut xdel = redis::cmd("XDEL");
-        xdel.arg(&inner.reply_key);
         for e in &entries {
             last = e.id.clone();
-            xdel.arg(&e.id);
             accept(inner, e);
         }
-        // Read entries are not needed again; if this fails they expire with the stream.
-        let _ = conn.run(&inner.stop, |c| xdel.query::<()>(c));
     }
 }
 

@@ -120,8 +120,12 @@ impl Shared {
     /// Waits until fewer than `capacity` entries are held; returns how many more fit
     /// (0 when stopping).
     pub(crate) fn wait_space(&self) -> usize {
+        // Fetch when a quarter of the room is free, not for every entry committed: fewer,
+        // bigger `XREADGROUP`s (W6: about 2.5 entries per read before), while what is
+        // still held keeps the run threads busy.
+        let refill = (self.cfg.capacity / 4).max(1);
         let mut h = self.held();
-        while h.len() >= self.cfg.capacity && !self.stopping.load(Relaxed) {
+        while self.cfg.capacity.saturating_sub(h.len()) < refill && !self.stopping.load(Relaxed) {
             h = self.space.wait_timeout(h, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
         }
         if self.stopping.load(Relaxed) { 0 } else { self.cfg.capacity - h.len() }
