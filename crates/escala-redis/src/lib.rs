@@ -41,7 +41,7 @@
 //!   task is never handed to another worker for being long;
 //! - when a worker dies, others reclaim its tasks once their lease expires (on a timer);
 //!   runs are counted as they start (a task a dead worker had only prefetched costs no
-//!   attempt), and a task whose runs were cut short `max_attempts` times goes to a
+//!   attempt, but for up to 3 per run thread started ahead when tasks take under 1 ms), and a task whose runs were cut short `max_attempts` times goes to a
 //!   dead-letter stream with the reason (and the caller's handle resolves with that error);
 //! - a second result for a task is detected (the first is kept) and counted;
 //! - malformed, oversized, unsigned (when a key is set) or tampered entries are

@@ -150,6 +150,7 @@ fn main() {
         Trial::test("acl_user_and_password_in_the_url", acl),
         Trial::test("chaos_workers_killed_and_redis_restarted", chaos),
         Trial::test("prefetched_tasks_of_a_killed_worker_cost_no_attempt", prefetched_not_counted),
+        Trial::test("short_tasks_are_started_at_most_three_ahead_per_run_thread", started_ahead_bound),
         Trial::test("cancel_before_start_skips_the_task", cancel_queued),
         Trial::test("cancel_while_running_sets_the_task_token", cancel_running_task),
         Trial::test("cancel_while_running_kills_the_command_group", cancel_running_command),
@@ -556,6 +557,45 @@ fn prefetched_not_counted() -> TestResult {
     assert_eq!((q.completed, q.dead_letters, q.redelivered, q.pending), (6, 1, 0, 0));
     let report = w.report();
     assert_eq!((report.ran, report.ok, report.dead_lettered, report.redelivered), (5, 5, 1, 0));
+    Ok(())
+}
+
+/// A run thread with short tasks sends the starts of up to 3 more with its own: when its
+/// worker dies, at most those 3 of its prefetched tasks were counted without running.
+fn started_ahead_bound() -> TestResult {
+    let r = RedisServer::start();
+    let mut c = r.conn();
+    let ex = exec(&r, "sa");
+    let quick: Vec<_> = (0..20).map(|i| ex.submit_task(add::call(i, 1))).collect();
+    let running = ex.submit_task(stuck_first::call(r.url(), "sa-a".into()));
+    let later: Vec<_> = (0..10).map(|i| ex.submit_task(add::call(i, 2))).collect();
+    wait_until("31 tasks queued", || {
+        redis::cmd("XLEN").arg("escala:q:sa").query::<i64>(&mut c).unwrap() == 31
+    });
+    let mut victim = spawn_worker_spec(&r, "sa 500 1 1"); // max attempts 1, concurrency 1
+    for (i, h) in quick.into_iter().enumerate() {
+        assert_eq!(join(h)?, i as i64 + 1);
+    }
+    next_entry(&mut c, "sa-a:started", "0-0");
+    victim.kill(); // SIGKILL, while the stuck task runs and the later ones wait
+    let _w =
+        Worker::builder(&r.url()).queue("sa").lease(Duration::from_millis(500)).max_attempts(1).start()?;
+    let (mut ok, mut gave_up) = (0, 0);
+    for (i, h) in later.into_iter().enumerate() {
+        match join(h) {
+            Ok(v) => {
+                assert_eq!(v, i as i64 + 2);
+                ok += 1;
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("gave up after 1 started run(s)"), "{e}");
+                gave_up += 1;
+            }
+        }
+    }
+    assert!(gave_up <= 3, "{gave_up} prefetched tasks were counted: more than the 3 started ahead");
+    assert_eq!(ok + gave_up, 10);
+    assert!(join(running).unwrap_err().to_string().contains("gave up after 1 started run(s)"));
     Ok(())
 }
 

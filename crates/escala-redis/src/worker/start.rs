@@ -2,7 +2,7 @@
 //! is still this worker's, skips it if the caller cancelled it, and counts the run as an
 //! attempt. Attempts are counted here, when a run starts, and not on delivery: a task that
 //! was only prefetched by a worker that died did not run, so its redelivery costs it no
-//! attempt.
+//! attempt. (A run thread with short tasks sends a few starts ahead: see `exec.rs`.)
 //!
 //! The run threads do not call Redis themselves: they hand their start requests to one
 //! starter thread, which runs the script once for all the requests waiting (one round trip
