@@ -27,28 +27,33 @@ pub(super) fn run(
     rx: Receiver<Delivery>,
     commit_tx: Sender<Commit>,
 ) {
-    // This thread's answers from the starter thread, one at a time.
+    // This thread's answers from the starter thread, in the order it asked (up to `AHEAD`
+    // asked ahead of the one it waits for).
     let (reply, answers) = crossbeam_channel::bounded(AHEAD + 1);
     let mut conn = Starter { tx: starter, reply, answers, avg_ns: 0 };
     let mut next: VecDeque<Carried> = VecDeque::new();
     loop {
-        let mut carried = match next.pop_front() {
+        let carried = match next.pop_front() {
             Some(c) => c,
             None => match rx.recv() {
-                Ok(d) => Carried::Fresh(d),
+                Ok(d) => prepare(shared, &mut conn, d),
                 Err(_) => break,
             },
         };
-        let commit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            process(shared, &mut conn, &mut carried, &rx, &mut next)
-        }))
-        .unwrap_or_else(|_| {
-            let e = &carried.delivery().entry;
-            Some(dead_letter(shared, e, 1, "internal error while handling the entry".into()))
-        });
+        let (d, commit) = match carried {
+            Carried::Done(d, commit) => (d, commit),
+            Carried::Starting(d, env) => {
+                let commit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    take_next(shared, &mut conn, &rx, &mut next);
+                    run_checked(shared, &mut conn, &d, &env)
+                }))
+                .unwrap_or_else(|_| Some(internal_error(shared, &d)));
+                (d, commit)
+            }
+        };
         let Some(commit) = commit else {
             // Another worker holds it now.
-            shared.release([carried.delivery().entry.id.clone()]);
+            shared.release([d.entry.id]);
             continue;
         };
         if commit_tx.send(commit).is_err() {
@@ -57,21 +62,37 @@ pub(super) fn run(
     }
 }
 
-/// An entry a run thread took: just delivered, or taken early while the task before it ran.
+/// A delivery a run thread has checked: the next one, or one taken ahead of it.
 enum Carried {
-    Fresh(Delivery),
-    /// Checked, registered, and its start request already sent.
+    /// Registered, and its start request sent.
     Starting(Delivery, Box<Envelope>),
-    /// Checked and refused here: this is its commit.
-    Refused(Delivery, Option<Commit>),
+    /// Handled without a run: its commit (refused here, a dead letter), or `None` to leave
+    /// it to another worker.
+    Done(Delivery, Option<Commit>),
 }
 
-impl Carried {
-    fn delivery(&self) -> &Delivery {
-        match self {
-            Carried::Fresh(d) | Carried::Starting(d, _) | Carried::Refused(d, _) => d,
+/// Checks a delivery and, if it is to run here, registers it and sends its start request.
+fn prepare(shared: &Shared, conn: &mut Starter, d: Delivery) -> Carried {
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| checked(shared, &d)))
+        .unwrap_or_else(|_| Ok(Some(internal_error(shared, &d))));
+    match checked {
+        Ok(commit) => Carried::Done(d, commit),
+        Err(env) => {
+            shared.runs.register(&env.id);
+            if conn.send(&d.entry.id, &env.id) {
+                Carried::Starting(d, env)
+            } else {
+                // No starter (the worker is going away): leave it for another worker.
+                shared.runs.finish(&env.id);
+                Carried::Done(d, None)
+            }
         }
     }
+}
+
+/// The dead letter of an entry whose handling panicked (a bug, never bad input).
+fn internal_error(shared: &Shared, d: &Delivery) -> Commit {
+    dead_letter(shared, &d.entry, 1, "internal error while handling the entry".into())
 }
 
 /// Tasks that ran shorter than this on average have the starts of the next [`AHEAD`] sent
@@ -132,36 +153,6 @@ fn result(shared: &Shared, env: &Envelope, attempt: u32, outcome: Result<Vec<u8>
     Reply { task: env.id.clone(), client: env.client.clone(), job: env.job.label(), msg, sig }
 }
 
-/// Checks, starts and runs one entry; `None` when another worker holds it now.
-fn process(
-    shared: &Shared,
-    conn: &mut Starter,
-    carried: &mut Carried,
-    rx: &Receiver<Delivery>,
-    next: &mut VecDeque<Carried>,
-) -> Option<Commit> {
-    let fresh;
-    let (d, env) = match carried {
-        Carried::Refused(_, commit) => return commit.take(),
-        Carried::Starting(d, env) => (&*d, &**env),
-        Carried::Fresh(d) => match checked(shared, d) {
-            Ok(done) => return done,
-            Err(env) => {
-                shared.runs.register(&env.id);
-                if !conn.send(&d.entry.id, &env.id) {
-                    // No starter (the worker is going away): leave it for another worker.
-                    shared.runs.finish(&env.id);
-                    return None;
-                }
-                fresh = env;
-                (&*d, &*fresh)
-            }
-        },
-    };
-    take_next(shared, conn, rx, next);
-    run_checked(shared, conn, d, env)
-}
-
 /// For short tasks, takes up to [`AHEAD`] more deliveries and sends their start requests
 /// with the current one's, so that they go in the same script call and a run thread runs
 /// several tasks per round trip to Redis instead of one (W6: the wait halved the
@@ -171,18 +162,7 @@ fn process(
 fn take_next(shared: &Shared, conn: &mut Starter, rx: &Receiver<Delivery>, next: &mut VecDeque<Carried>) {
     while next.len() < AHEAD && conn.short() {
         let Ok(d) = rx.try_recv() else { return };
-        next.push_back(match checked(shared, &d) {
-            Ok(commit) => Carried::Refused(d, commit),
-            Err(env) => {
-                shared.runs.register(&env.id);
-                if conn.send(&d.entry.id, &env.id) {
-                    Carried::Starting(d, env)
-                } else {
-                    shared.runs.finish(&env.id);
-                    Carried::Refused(d, None)
-                }
-            }
-        });
+        next.push_back(prepare(shared, conn, d));
     }
 }
 

@@ -25,7 +25,7 @@ pub(super) const WHOLE: u32 = u32::MAX;
 const MAX_ITEMS: usize = 256;
 /// Work prefetched per worker, in ns of measured task time: three times the worker's reply
 /// wait (`stage::FLUSH_WAIT`), so the refill a reply triggers lands before the worker runs
-/// dry. W3 with 1 ms: a tenth slower than with 3 ms ((`w3_probe` in `benches`)).
+/// dry. W3 with 1 ms: a tenth slower than with 3 ms (`w3_probe` in `benches`).
 const PREFETCH_NS: u64 = 3 * super::stage::FLUSH_WAIT.as_nanos() as u64;
 /// Tasks in flight per worker at most.
 const MAX_TASKS: usize = 8192;

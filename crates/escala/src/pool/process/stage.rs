@@ -23,7 +23,7 @@ use crate::task::{self, Reply};
 
 /// How long staged replies of single jobs wait for more: the main thread sends them at the
 /// end of the first job that ends this long after the oldest was staged. Measured on W3
-/// (400 × 140 µs tasks, 2 workers, 2 cores, (`w3_probe` in `benches`)): 200 µs cost a
+/// (400 × 140 µs tasks, 2 workers, 2 cores, `w3_probe` in `benches`): 200 µs cost a
 /// sixth of the speed-up in wake-ups; 1 ms brings the pool level with two plain threads.
 pub(super) const FLUSH_WAIT: Duration = Duration::from_millis(1);
 
