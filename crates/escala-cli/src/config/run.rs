@@ -89,6 +89,16 @@ pub(crate) enum Delimiter {
     Bytes(Vec<u8>),
 }
 
+impl Delimiter {
+    /// The bytes that end a record.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Delimiter::Newline => b"\n",
+            Delimiter::Bytes(b) => b,
+        }
+    }
+}
+
 /// How many inputs go into one command line.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(crate) enum Packing {

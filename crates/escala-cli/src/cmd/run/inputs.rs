@@ -113,10 +113,7 @@ pub(crate) fn stream(
         _ => 1,
     };
     let no_args = cfg.packing == Packing::ExactArgs(0);
-    let delim: Vec<u8> = match &cfg.delimiter {
-        Delimiter::Newline => b"\n".to_vec(),
-        Delimiter::Bytes(b) => b.clone(),
-    };
+    let delim = cfg.delimiter.bytes().to_vec();
     let (tx, rx) = crossbeam_channel::bounded::<Batch>(STREAM_BATCHES);
     std::thread::Builder::new()
         .name("escala-inputs".into())
@@ -248,23 +245,15 @@ fn read_stdin(delim: &Delimiter, used: &mut bool) -> anyhow::Result<Vec<String>>
     Ok(split(&bytes, delim))
 }
 
-/// Splits at the delimiter; a trailing delimiter ends the last record.
+/// Splits at the delimiter; a trailing delimiter ends the last record (as a streamed
+/// source does: one splitter, [`read_records`], serves both).
 pub(crate) fn split(bytes: &[u8], delim: &Delimiter) -> Vec<String> {
-    let d: &[u8] = match delim {
-        Delimiter::Newline => b"\n",
-        Delimiter::Bytes(b) => b,
-    };
     let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let end = rest.windows(d.len()).position(|w| w == d);
-        let (rec, tail) = match end {
-            Some(i) => (&rest[..i], &rest[i + d.len()..]),
-            None => (rest, &[][..]),
-        };
-        out.push(String::from_utf8_lossy(rec).into_owned());
-        rest = tail;
-    }
+    // Reading from memory cannot fail.
+    let _ = read_records(bytes, delim.bytes(), |records| {
+        out.extend(records);
+        true
+    });
     out
 }
 
@@ -381,14 +370,16 @@ mod tests {
                 Ok(n)
             }
         }
-        for (input, delim) in [
-            (&b"a\n\nbc\nd"[..], &b"\n"[..]),
-            (b"a\n", b"\n"),
-            (b"", b"\n"),
-            (b"x--y----z--", b"--"),
-            (b"one\0two\0", b"\0"),
-        ] {
-            let expected = split(input, &Delimiter::Bytes(delim.to_vec()));
+        let cases: [(&[u8], &[u8], &[&str]); 5] = [
+            (b"a\n\nbc\nd", b"\n", &["a", "", "bc", "d"]),
+            (b"a\n", b"\n", &["a"]),
+            (b"", b"\n", &[]),
+            (b"x--y----z--", b"--", &["x", "y", "", "z"]),
+            (b"one\0two\0", b"\0", &["one", "two"]),
+        ];
+        for (input, delim, expected) in cases {
+            let expected = s(expected);
+            assert_eq!(split(input, &Delimiter::Bytes(delim.to_vec())), expected, "{input:?} whole");
             for step in 1..=4 {
                 let mut got = Vec::new();
                 read_records(Trickle(input, step), delim, |r| {
