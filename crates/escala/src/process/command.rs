@@ -1,14 +1,17 @@
 //! Command units: an external program as a process unit, with the same handle.
 
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use super::environment::{self, Environment};
 use super::reaper::{self, Reaper};
-use super::{ChildSlot, launch, lost, reap, register_unit, spawn_into, sys, watcher};
+use super::{ChildSlot, launch, lost, reap, register_unit, spawn, spawn_into, sys, watcher};
 use crate::error::{ErrorKind, ExitReason};
 use crate::handle::{Handle, TaskName, UnitKind, pair};
 
@@ -33,6 +36,14 @@ pub struct Command {
     group: bool,
     die_with_parent: bool,
     reaper: Option<Arc<reaper::Inner>>,
+    /// The environment to start from instead of ours, captured once.
+    environment: Option<Environment>,
+    /// `env` and `env_remove` calls, in order (`None`: removed).
+    changes: Vec<(OsString, Option<OsString>)>,
+    /// Descriptors for stdin, stdout, stderr, given by `stdin_fd`…
+    fds: [Option<OwnedFd>; 3],
+    /// A stream or the directory set on `inner` (which only `std` can start).
+    std_only: bool,
 }
 
 impl Command {
@@ -48,6 +59,10 @@ impl Command {
             group: false,
             die_with_parent: true,
             reaper: None,
+            environment: None,
+            changes: Vec::new(),
+            fds: [None, None, None],
+            std_only: false,
         }
     }
 
@@ -69,19 +84,43 @@ impl Command {
 
     /// Sets an environment variable for the command.
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Command {
-        self.inner.env(key, value);
+        self.changes.push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
         self
     }
 
     /// Removes an environment variable from the command's environment.
     pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Command {
-        self.inner.env_remove(key);
+        self.changes.push((key.as_ref().to_owned(), None));
+        self
+    }
+
+    /// Starts the command in `environment` (then [`env`](Self::env) and
+    /// [`env_remove`](Self::env_remove) changes) instead of a copy of this process's
+    /// environment made at the start. With a [`reaper`](Self::reaper), descriptors for the
+    /// streams it sets (or none) and [`die_with_parent`](Self::die_with_parent) off, the
+    /// command starts by `posix_spawn` with no copy of the environment at all: a program
+    /// that starts many commands captures its environment once and gives it to each.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use escala::process::{Command, Environment};
+    /// let env = Environment::from_vars([("COLOUR", "red")]);
+    /// let h = Command::new("/bin/sh").args(["-c", "test \"$COLOUR $SHAPE\" = 'red round'"])
+    ///     .environment(&env)
+    ///     .env("SHAPE", "round")
+    ///     .spawn();
+    /// assert!(h.join().is_ok());
+    /// ```
+    pub fn environment(mut self, environment: &Environment) -> Command {
+        self.environment = Some(environment.clone());
         self
     }
 
     /// Sets the working directory.
     pub fn current_dir(mut self, dir: impl AsRef<std::path::Path>) -> Command {
         self.inner.current_dir(dir);
+        self.std_only = true;
         self
     }
 
@@ -106,12 +145,16 @@ impl Command {
     /// Sets the command's stdin (default: inherited).
     pub fn stdin(mut self, cfg: impl Into<Stdio>) -> Command {
         self.inner.stdin(cfg);
+        self.fds[0] = None;
+        self.std_only = true;
         self
     }
 
     /// Sets the command's stdout (default: inherited).
     pub fn stdout(mut self, cfg: impl Into<Stdio>) -> Command {
         self.inner.stdout(cfg);
+        self.fds[1] = None;
+        self.std_only = true;
         self
     }
 
@@ -119,6 +162,38 @@ impl Command {
     /// [`stderr_tail`](Self::stderr_tail).
     pub fn stderr(mut self, cfg: impl Into<Stdio>) -> Command {
         self.inner.stderr(cfg);
+        self.fds[2] = None;
+        self.std_only = true;
+        self
+    }
+
+    /// Makes `fd` the command's stdin (closed here once the command has started). Unlike
+    /// [`stdin`](Self::stdin), it lets the command start by `posix_spawn` (see
+    /// [`environment`](Self::environment)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let null = std::fs::File::open("/dev/null").unwrap();
+    /// let h = escala::process::Command::new("cat").stdin_fd(null).spawn();
+    /// assert!(h.join().is_ok());
+    /// ```
+    pub fn stdin_fd(self, fd: impl Into<OwnedFd>) -> Command {
+        self.set_fd(0, fd.into())
+    }
+
+    /// Makes `fd` the command's stdout; see [`stdin_fd`](Self::stdin_fd).
+    pub fn stdout_fd(self, fd: impl Into<OwnedFd>) -> Command {
+        self.set_fd(1, fd.into())
+    }
+
+    /// Makes `fd` the command's stderr; see [`stdin_fd`](Self::stdin_fd).
+    pub fn stderr_fd(self, fd: impl Into<OwnedFd>) -> Command {
+        self.set_fd(2, fd.into())
+    }
+
+    fn set_fd(mut self, stream: usize, fd: OwnedFd) -> Command {
+        self.fds[stream] = Some(fd);
         self
     }
 
@@ -213,28 +288,19 @@ impl Command {
     /// child is forked by the calling thread — one thread hop less before it runs — and its
     /// PDEATHSIG is tied to that thread, so only a thread that outlives its children (a
     /// supervisor's control thread) may ask for it.
-    pub(crate) fn spawn_in_slot(self, here: bool) -> (Handle<()>, Arc<ChildSlot>) {
-        let Command { mut inner, name, daemon, grace, tail, group, die_with_parent, reaper } = self;
-        let kind = if daemon { UnitKind::DaemonProcess } else { UnitKind::Command };
-        let units = pair::<()>(TaskName::from(name), kind);
-        if die_with_parent {
-            sys::kill_with_parent(&mut inner);
-        }
-        if tail > 0 {
-            inner.stderr(Stdio::piped());
-        }
-        let slot = Arc::new(if group {
-            use std::os::unix::process::CommandExt;
-            inner.process_group(0);
-            ChildSlot::group()
-        } else {
-            ChildSlot::new()
-        });
-        let what = format!("cannot run `{}`", inner.get_program().to_string_lossy());
-        if let Some(reaper) = reaper.filter(|_| tail == 0) {
-            let handle = spawn_reaped(units, inner, &slot, (daemon, grace), &what, &reaper);
+    pub(crate) fn spawn_in_slot(mut self, here: bool) -> (Handle<()>, Arc<ChildSlot>) {
+        let kind = if self.daemon { UnitKind::DaemonProcess } else { UnitKind::Command };
+        let units = pair::<()>(TaskName::from(std::mem::take(&mut self.name)), kind);
+        let slot = Arc::new(if self.group { ChildSlot::group() } else { ChildSlot::new() });
+        let what = format!("cannot run `{}`", self.inner.get_program().to_string_lossy());
+        let (daemon, grace, tail, die_with_parent) =
+            (self.daemon, self.grace, self.tail, self.die_with_parent);
+        if let Some(reaper) = self.reaper.take().filter(|_| tail == 0) {
+            let start = self.into_start();
+            let handle = spawn_reaped(units, start, &slot, (daemon, grace), &what, &reaper);
             return (handle, slot);
         }
+        let mut inner = self.into_std();
         // Ok: already spawned here; Err: the watcher thread spawns it. The command (and our
         // copies of its stdio) is dropped right after the spawn, so a pipe reader sees EOF
         // when the child exits.
@@ -255,23 +321,134 @@ impl Command {
         });
         (h, slot)
     }
+
+    /// How a reaped command starts: by `posix_spawn` when nothing needs `std` (see
+    /// [`environment`](Self::environment)), by `std` otherwise.
+    fn into_start(self) -> Start {
+        if self.die_with_parent || self.std_only || self.environment.is_none() {
+            return Start::Std(self.into_std());
+        }
+        let cstr = |s: &OsStr| CString::new(s.as_bytes()).ok();
+        let program = cstr(self.inner.get_program());
+        let argv: Option<Vec<CString>> =
+            std::iter::once(self.inner.get_program()).chain(self.inner.get_args()).map(cstr).collect();
+        let changes: Option<Vec<_>> =
+            self.changes.iter().map(|(k, v)| environment::change(k, v.as_deref())).collect();
+        match (program, argv, changes) {
+            (Some(program), Some(argv), Some(changes)) => Start::Direct(Direct {
+                program,
+                argv,
+                environment: self.environment.unwrap_or_default(),
+                changes,
+                fds: self.fds,
+                group: self.group,
+            }),
+            // A NUL inside: `std` says so.
+            _ => Start::Std(self.into_std()),
+        }
+    }
+
+    /// The `std` command with everything set on this one.
+    fn into_std(self) -> std::process::Command {
+        let Command { mut inner, tail, group, die_with_parent, environment, changes, fds, .. } = self;
+        if die_with_parent {
+            sys::kill_with_parent(&mut inner);
+        }
+        if let Some(env) = environment {
+            inner.env_clear().envs(env.pairs());
+        }
+        for (key, value) in changes {
+            match value {
+                Some(value) => inner.env(key, value),
+                None => inner.env_remove(key),
+            };
+        }
+        let [stdin, stdout, stderr] = fds;
+        if let Some(fd) = stdin {
+            inner.stdin(fd);
+        }
+        if let Some(fd) = stdout {
+            inner.stdout(fd);
+        }
+        if let Some(fd) = stderr {
+            inner.stderr(fd);
+        }
+        if tail > 0 {
+            inner.stderr(Stdio::piped());
+        }
+        if group {
+            use std::os::unix::process::CommandExt;
+            inner.process_group(0);
+        }
+        inner
+    }
+}
+
+/// How a command starts.
+enum Start {
+    Std(std::process::Command),
+    Direct(Direct),
+}
+
+/// A command to start by `posix_spawn` (`spawn.rs`).
+struct Direct {
+    program: CString,
+    argv: Vec<CString>,
+    environment: Environment,
+    changes: Vec<(CString, Option<CString>)>,
+    fds: [Option<OwnedFd>; 3],
+    group: bool,
+}
+
+impl Direct {
+    /// Starts it and hands the child to `slot`; on failure resolves the handle.
+    fn spawn(self, c: &crate::handle::Completer<()>, slot: &ChildSlot, what: &str) -> Option<u32> {
+        let envp = self.environment.envp(&self.changes);
+        let [i, o, e] = &self.fds;
+        let plan = spawn::Plan {
+            program: &self.program,
+            argv: &self.argv,
+            envp: &envp,
+            stdio: [
+                i.as_ref().map(|f| f.as_fd()),
+                o.as_ref().map(|f| f.as_fd()),
+                e.as_ref().map(|f| f.as_fd()),
+            ],
+            group: self.group,
+        };
+        match spawn::start(&plan) {
+            Ok(pid) => {
+                c.core().set_pid(pid);
+                slot.put_spawned(pid);
+                super::started(c.core());
+                Some(pid)
+            }
+            Err(e) => {
+                c.fail(ErrorKind::Spawn(format!("{what}: {e}")));
+                None
+            }
+        }
+    }
 }
 
 /// Starts a command on this thread and hands its end to `reaper` (or, should its pidfd not
 /// join the reaper's epoll set, to a watcher thread).
 fn spawn_reaped(
     (handle, c): (Handle<()>, crate::handle::Completer<()>),
-    mut inner: std::process::Command,
+    start: Start,
     slot: &Arc<ChildSlot>,
     (daemon, grace): (bool, Duration),
     what: &str,
     reaper: &reaper::Inner,
 ) -> Handle<()> {
     let ended = register_unit(&handle, slot, daemon, grace);
-    let spawned = spawn_into(&c, slot, &mut inner, 0, what);
-    // Our copies of the child's stdio close here, so a pipe reader sees EOF when it exits.
-    drop(inner);
-    let Some((pid, _)) = spawned else { return handle };
+    // Our copies of the child's stdio close right after the start, so a pipe reader sees
+    // EOF when it exits.
+    let spawned = match start {
+        Start::Std(mut inner) => spawn_into(&c, slot, &mut inner, 0, what).map(|(pid, _)| pid),
+        Start::Direct(direct) => direct.spawn(&c, slot, what),
+    };
+    let Some(pid) = spawned else { return handle };
     let reap_slot = slot.clone();
     let end: reaper::End = Box::new(move || {
         let _ended = ended;

@@ -15,9 +15,11 @@
 
 pub(crate) mod child;
 mod command;
+mod environment;
 pub(crate) mod frame;
 mod reaper;
 mod slot;
+mod spawn;
 pub(crate) mod sys;
 mod watcher;
 mod zygote;
@@ -34,6 +36,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 pub use command::{Command, Signaller};
+pub use environment::Environment;
 pub use reaper::{Reaper, Waker};
 
 use crate::error::{ErrorKind, ExitReason};
@@ -471,10 +474,15 @@ pub(crate) fn spawn_into<T>(
     c.core().set_pid(pid);
     let stderr = child.stderr.take().map(|s| tee_stderr(s, tail));
     slot.put(child);
-    if events::enabled() {
-        events::emit(c.core(), EventKind::Started);
-    }
+    started(c.core());
     Some((pid, stderr))
+}
+
+/// Reports a child as started (when events are on).
+pub(crate) fn started(core: &crate::handle::Core) {
+    if events::enabled() {
+        events::emit(core, EventKind::Started);
+    }
 }
 
 /// Waits for the child to exit, reaps it, and collects the stderr tail.

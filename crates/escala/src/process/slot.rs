@@ -24,6 +24,8 @@ pub(crate) struct ChildSlot {
 
 struct Slot {
     child: Option<std::process::Child>,
+    /// A child started by `posix_spawn` (`spawn.rs`): reaped here, by pid.
+    spawned: Option<u32>,
     /// A child forked by the zygote: signalled through it, reaped by it.
     remote: Option<(u32, Arc<Zygote>)>,
     status: Option<std::process::ExitStatus>,
@@ -34,7 +36,7 @@ struct Slot {
 impl ChildSlot {
     pub(crate) fn new() -> ChildSlot {
         ChildSlot {
-            child: Mutex::new(Slot { child: None, remote: None, status: None, early: None }),
+            child: Mutex::new(Slot { child: None, spawned: None, remote: None, status: None, early: None }),
             group: false,
         }
     }
@@ -61,6 +63,15 @@ impl ChildSlot {
         s.child = Some(child);
     }
 
+    /// Hands a child started by `posix_spawn` to the slot.
+    pub(crate) fn put_spawned(&self, pid: u32) {
+        let mut s = self.lock();
+        if let Some(sig) = s.early.take() {
+            self.send(pid, sig);
+        }
+        s.spawned = Some(pid);
+    }
+
     /// Hands a child forked by the zygote to the slot.
     pub(crate) fn put_remote(&self, pid: u32, zygote: Arc<Zygote>) {
         let mut s = self.lock();
@@ -83,6 +94,10 @@ impl ChildSlot {
         if s.status.is_some() {
             return;
         }
+        if let Some(pid) = s.spawned {
+            // Not reaped (reaping takes this lock): the pid is still this child's.
+            return self.send(pid, sig);
+        }
         match s.child.as_mut() {
             // Never reaped here: an unreaped leader keeps the group id from being reused.
             Some(ch) if self.group => self.send(ch.id(), sig),
@@ -102,8 +117,9 @@ impl ChildSlot {
     /// child, never a recycled pid).
     pub(crate) fn pidfd(&self) -> Option<std::os::fd::OwnedFd> {
         let s = self.lock();
-        match (&s.child, s.status) {
-            (Some(ch), None) => sys::pidfd(ch.id()).ok(),
+        match (&s.child, s.spawned, s.status) {
+            (Some(ch), _, None) => sys::pidfd(ch.id()).ok(),
+            (None, Some(pid), None) => sys::pidfd(pid).ok(),
             _ => None,
         }
     }
@@ -118,7 +134,15 @@ impl ChildSlot {
             // The leader has exited but is not reaped: its group id is still ours to kill.
             sys::signal_group(ch.id(), Signal::SIGKILL);
         }
-        let st = s.child.as_mut().and_then(|ch| ch.wait().ok());
+        if let Some(pid) = s.spawned.filter(|_| self.group) {
+            sys::signal_group(pid, Signal::SIGKILL);
+        }
+        let spawned = s.spawned;
+        let st = match (s.child.as_mut(), spawned) {
+            (Some(ch), _) => ch.wait().ok(),
+            (None, Some(pid)) => sys::reap(pid),
+            (None, None) => None,
+        };
         s.status = st;
         st
     }

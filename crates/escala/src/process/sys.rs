@@ -76,6 +76,20 @@ pub(crate) fn wait_exit_no_reap(pid: u32) {
     }
 }
 
+/// Reaps the child `pid` (waiting for it to exit) and returns its status; `None` if it is
+/// not ours to reap.
+pub(crate) fn reap(pid: u32) -> Option<std::process::ExitStatus> {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = rustix::process::Pid::from_raw(pid as i32)?;
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, st))) => return Some(std::process::ExitStatus::from_raw(st.as_raw())),
+            Err(rustix::io::Errno::INTR) => continue,
+            _ => return None,
+        }
+    }
+}
+
 /// A connected pair of `SOCK_SEQPACKET` sockets (message boundaries kept), close-on-exec.
 pub(crate) fn seqpacket_pair() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::path::Path;
-use std::process::Stdio;
 use std::rc::Rc;
 
 use std::sync::Arc;
@@ -30,13 +29,16 @@ pub(crate) enum Capture {
     Memory(Vec<u8>, Vec<u8>),
 }
 
+/// A job's stdout and stderr: the files or pipe ends it writes to, or their read ends.
+pub(crate) type Streams = [File; 2];
+
 impl Capture {
-    /// Makes the capture for one job, the child's stdout and stderr, and in line mode the
-    /// read ends of its pipes.
+    /// Makes the capture for one job, the child's stdout and stderr (`None`: escala's), and
+    /// in line mode the read ends of its pipes.
     pub(crate) fn new(
         mode: OutputMode,
         pool: &FilePool,
-    ) -> anyhow::Result<(Capture, Stdio, Stdio, Option<[File; 2]>)> {
+    ) -> anyhow::Result<(Capture, Option<Streams>, Option<Streams>)> {
         match mode {
             OutputMode::Group => {
                 let (out, err) = match pool.take() {
@@ -49,15 +51,15 @@ impl Capture {
                     }
                 };
                 let (o, e) = (out.try_clone()?, err.try_clone()?);
-                Ok((Capture::Files(out, err), Stdio::from(o), Stdio::from(e), None))
+                Ok((Capture::Files(out, err), Some([o, e]), None))
             }
             OutputMode::LineBuffer => {
                 let (out_r, out_w) = pipe()?;
                 let (err_r, err_w) = pipe()?;
                 let count = Arc::new(AtomicU64::new(0));
-                Ok((Capture::Lines(count), Stdio::from(out_w), Stdio::from(err_w), Some([out_r, err_r])))
+                Ok((Capture::Lines(count), Some([out_w, err_w]), Some([out_r, err_r])))
             }
-            OutputMode::Ungroup => Ok((Capture::Through, Stdio::inherit(), Stdio::inherit(), None)),
+            OutputMode::Ungroup => Ok((Capture::Through, None, None)),
         }
     }
 
@@ -96,7 +98,7 @@ fn pipe() -> anyhow::Result<(File, File)> {
 }
 
 /// A job's stdin for `--pipe`: a pipe that a thread fills with `data`, then closes.
-pub(crate) fn feed(data: Arc<[u8]>) -> anyhow::Result<Stdio> {
+pub(crate) fn feed(data: Arc<[u8]>) -> anyhow::Result<File> {
     let (r, mut w) = pipe()?;
     std::thread::Builder::new()
         .name("escala-feed".into())
@@ -105,7 +107,7 @@ pub(crate) fn feed(data: Arc<[u8]>) -> anyhow::Result<Stdio> {
             let _ = w.write_all(&data);
         })
         .context("cannot start a thread for a job's input")?;
-    Ok(Stdio::from(r))
+    Ok(r)
 }
 
 /// Emptied temporary files, kept for the next jobs' output (shared by the scheduler, which

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use escala::Handle;
-use escala::process::{Command, Reaper, Signaller, Waker};
+use escala::process::{Command, Environment, Reaper, Signaller, Waker};
 use nix::sys::signal::Signal;
 
 use super::exit_status::exit_status;
@@ -112,6 +112,9 @@ pub(crate) struct Engine<'a> {
     files: FilePool,
     /// `/dev/null`, opened once: each job's stdin is a copy (cheaper than opening it again).
     null: std::fs::File,
+    /// Escala's environment, captured once for all the jobs (each adds `PARALLEL_SEQ` and
+    /// `PARALLEL_JOBSLOT`).
+    environment: Environment,
 }
 
 /// A run that ends early (an error, a broken pipe) leaves no job behind: jobs do not die
@@ -161,6 +164,7 @@ impl<'a> Engine<'a> {
             gate: Gate { memfree: cfg.memfree, load: cfg.load },
             files,
             null: std::fs::File::open("/dev/null").context("cannot open /dev/null")?,
+            environment: Environment::current(),
         })
     }
 
@@ -268,7 +272,7 @@ impl<'a> Engine<'a> {
         let vars = Vars { args: &j.args, seq: j.seq, slot: slot + 1, total };
         let command = self.template.render(&vars, matches!(self.cfg.packing, Packing::Context(_)));
         let tag = self.cfg.tag.as_deref().map(|t| Template::render_text(t, &vars));
-        let (capture, out, err, pipes) = Capture::new(self.cfg.output, &self.files)?;
+        let (capture, streams, pipes) = Capture::new(self.cfg.output, &self.files)?;
         let cmd = match &command {
             Rendered::Direct(argv) => Command::new(self.programs.find(&argv[0])).args(&argv[1..]),
             Rendered::Shell(line) => Command::new(self.programs.find(&self.cfg.shell)).arg("-c").arg(line),
@@ -284,14 +288,16 @@ impl<'a> Engine<'a> {
             // Stopped by this loop (signals, halt, timeouts), so it may start by vfork.
             .die_with_parent(false)
             .reaper(&self.reaper)
-            .stdin(match &j.input {
+            .environment(&self.environment)
+            .stdin_fd(match &j.input {
                 Some(data) => output::feed(data.clone())?,
-                None => self.null.try_clone().context("cannot copy the /dev/null descriptor")?.into(),
-            })
-            .stdout(out)
-            .stderr(err)
-            .env("PARALLEL_SEQ", j.seq.to_string())
-            .env("PARALLEL_JOBSLOT", (slot + 1).to_string());
+                None => self.null.try_clone().context("cannot copy the /dev/null descriptor")?,
+            });
+        let cmd = match streams {
+            Some([out, err]) => cmd.stdout_fd(out).stderr_fd(err),
+            None => cmd,
+        };
+        let cmd = cmd.env("PARALLEL_SEQ", j.seq.to_string()).env("PARALLEL_JOBSLOT", (slot + 1).to_string());
         let now = Instant::now();
         self.last_start = Some(now);
         let start_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
