@@ -21,12 +21,24 @@ pub type Outcome<T> = Result<T, TaskError>;
 /// assert_eq!(err.name(), "boom");
 /// assert!(err.to_string().contains("no luck"));
 /// ```
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("task `{name}` ({id}) {kind}")]
-pub struct TaskError {
+#[derive(Clone, thiserror::Error)]
+#[error("task `{}` ({}) {}", .0.name, .0.id, .0.kind)]
+pub struct TaskError(Box<Parts>);
+
+/// A [`TaskError`]'s contents, boxed: an error is the rare outcome, and a pointer keeps
+/// every pending handle's outcome slot small (see BENCHMARKS.md, W2 and W10).
+#[derive(Clone)]
+struct Parts {
     id: TaskId,
     name: String,
     kind: ErrorKind,
+}
+
+impl std::fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Parts { id, name, kind } = &*self.0;
+        f.debug_struct("TaskError").field("id", id).field("name", name).field("kind", kind).finish()
+    }
 }
 
 /// The reason a task ended without a value.
@@ -131,67 +143,67 @@ impl fmt::Display for ExitReason {
 
 impl TaskError {
     pub(crate) fn new(id: TaskId, name: impl Into<String>, kind: ErrorKind) -> TaskError {
-        TaskError { id, name: name.into(), kind }
+        TaskError(Box::new(Parts { id, name: name.into(), kind }))
     }
 
     /// The id of the task this error belongs to.
     pub fn id(&self) -> TaskId {
-        self.id
+        self.0.id
     }
 
     /// The name of the task this error belongs to.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// The reason, to match on.
     pub fn kind(&self) -> &ErrorKind {
-        &self.kind
+        &self.0.kind
     }
 
     /// Consumes the error and returns the reason.
     pub fn into_kind(self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// True when the task panicked.
     pub fn is_panicked(&self) -> bool {
-        matches!(self.kind, ErrorKind::Panicked { .. })
+        matches!(self.0.kind, ErrorKind::Panicked { .. })
     }
 
     /// True when the task returned its own error.
     pub fn is_failed(&self) -> bool {
-        matches!(self.kind, ErrorKind::Failed(_) | ErrorKind::Exited(_))
+        matches!(self.0.kind, ErrorKind::Failed(_) | ErrorKind::Exited(_))
     }
 
     /// True when the task ran past its timeout.
     pub fn is_timed_out(&self) -> bool {
-        matches!(self.kind, ErrorKind::TimedOut(_))
+        matches!(self.0.kind, ErrorKind::TimedOut(_))
     }
 
     /// True when the task was cancelled.
     pub fn is_cancelled(&self) -> bool {
-        matches!(self.kind, ErrorKind::Cancelled)
+        matches!(self.0.kind, ErrorKind::Cancelled)
     }
 
     /// True when the process running the task died.
     pub fn is_worker_lost(&self) -> bool {
-        matches!(self.kind, ErrorKind::WorkerLost { .. })
+        matches!(self.0.kind, ErrorKind::WorkerLost { .. })
     }
 
     /// True when the executor refused the task.
     pub fn is_rejected(&self) -> bool {
-        matches!(self.kind, ErrorKind::Rejected(_))
+        matches!(self.0.kind, ErrorKind::Rejected(_))
     }
 
     /// True for encode/decode and frame-size errors.
     pub fn is_codec(&self) -> bool {
-        matches!(self.kind, ErrorKind::Codec(_))
+        matches!(self.0.kind, ErrorKind::Codec(_))
     }
 
     /// The panic message, when the task panicked.
     pub fn panic_message(&self) -> Option<&str> {
-        match &self.kind {
+        match &self.0.kind {
             ErrorKind::Panicked { message, .. } => Some(message),
             _ => None,
         }
@@ -199,7 +211,7 @@ impl TaskError {
 
     /// How the worker process ended, when it was lost.
     pub fn exit_reason(&self) -> Option<ExitReason> {
-        match &self.kind {
+        match &self.0.kind {
             ErrorKind::WorkerLost { reason, .. } => Some(*reason),
             ErrorKind::Exited(code) => Some(ExitReason::Code(*code)),
             _ => None,
@@ -208,7 +220,7 @@ impl TaskError {
 
     /// A short label for the outcome kind (`"panicked"`, `"worker-lost"`, …), used in events.
     pub fn label(&self) -> &'static str {
-        self.kind.label()
+        self.0.kind.label()
     }
 }
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 use batch::Work;
 pub use builder::ProcessPoolBuilder;
 pub(crate) use child::serve_worker;
-use pending::{Pending, Sink, Typed};
+use pending::{Pending, SinkRef};
 use shared::{Config, Shared};
 use slot::Slot;
 
@@ -144,8 +144,7 @@ impl ProcessPool {
             // The queue is full: run it here, on the caller's thread, in this process.
             p.submitted.fetch_add(1, Relaxed);
             let result = task::run_by_name(K::NAME, &args, CancelToken::of(&c)).into_result();
-            Typed { c, decode: task::decode::<K::Output> }
-                .settle(result.as_deref().map_err(Clone::clone), &p.counts);
+            SinkRef::new(c).settle(result.as_deref().map_err(Clone::clone), &p.counts);
             return handle;
         }
         let pending = Pending {
@@ -154,7 +153,7 @@ impl ProcessPool {
             args,
             attempt: 1,
             reclaim: false,
-            sink: Box::new(Typed { c, decode: task::decode::<K::Output> }),
+            sink: SinkRef::new(c),
         };
         if events::enabled() {
             events::emit(pending.sink.core(), EventKind::Queued);

@@ -1,55 +1,45 @@
 //! [`Pending`]: a submitted task on its way through a process pool, with its value type
 //! erased (a [`Sink`] decodes the reply and resolves the caller's handle).
 
+use std::ops::Deref;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+
+use serde::de::DeserializeOwned;
 
 use crate::error::ErrorKind;
-use crate::handle::{CancelToken, Completer, Core};
+use crate::handle::{Completer, Shared, TokenSource};
 
-/// Resolves one caller's handle from encoded bytes.
-pub(super) trait Sink: Send {
-    fn core(&self) -> &Core;
-    fn token(&self) -> CancelToken;
+/// Resolves one caller's handle from encoded bytes: the handle's own shared state, so a
+/// task in the queue costs no allocation beyond its handle.
+pub(super) trait Sink: TokenSource {
     fn is_done(&self) -> bool;
     /// Writes the outcome, counted in `counts` before the handle resolves (so `stats()`
     /// after `join()` includes it); true if this call wrote it (a cancel or timeout may have
     /// first, and then counted it).
     fn settle(&self, result: Result<&[u8], ErrorKind>, counts: &Counts) -> bool;
-    /// Resolves as timed out now (if still pending) and sets the token.
-    fn time_out(&self, after: Duration) -> bool;
+    /// Resolves as cancelled if nothing has resolved it (what dropping a `Completer` does).
+    fn abandon(&self);
 }
 
-pub(super) struct Typed<T> {
-    pub(super) c: Completer<T>,
-    pub(super) decode: fn(&[u8]) -> Result<T, String>,
-}
-
-impl<T: Send + 'static> Sink for Typed<T> {
-    fn core(&self) -> &Core {
-        self.c.core()
-    }
-
-    fn token(&self) -> CancelToken {
-        CancelToken::of(&self.c)
-    }
-
+impl<T: DeserializeOwned + Send + 'static> Sink for Shared<T> {
     fn is_done(&self) -> bool {
-        self.c.is_done()
+        Shared::is_done(self)
     }
 
     fn settle(&self, result: Result<&[u8], ErrorKind>, counts: &Counts) -> bool {
-        if self.c.is_done() {
+        if Shared::is_done(self) {
             return false;
         }
         let decoded = result.and_then(|b| {
-            (self.decode)(b).map_err(|e| ErrorKind::Codec(format!("cannot decode the result: {e}")))
+            crate::task::decode::<T>(b)
+                .map_err(|e| ErrorKind::Codec(format!("cannot decode the result: {e}")))
         });
         let counter = counts.of(decoded.as_ref().err());
         counter.fetch_add(1, Relaxed);
         let won = match decoded {
-            Ok(v) => self.c.ok(v),
-            Err(k) => self.c.fail(k),
+            Ok(v) => self.complete(Ok(v)),
+            Err(k) => self.fail(k),
         };
         if !won {
             counter.fetch_sub(1, Relaxed);
@@ -57,8 +47,34 @@ impl<T: Send + 'static> Sink for Typed<T> {
         won
     }
 
-    fn time_out(&self, after: Duration) -> bool {
-        self.token().time_out(after)
+    fn abandon(&self) {
+        if !Shared::is_done(self) {
+            self.fail(ErrorKind::Cancelled);
+        }
+    }
+}
+
+/// The pool's side of a caller's handle, its value type erased. Dropped unresolved (a pool
+/// dropping its queue), it resolves the handle as cancelled, as a `Completer` does.
+pub(super) struct SinkRef(Arc<dyn Sink>);
+
+impl SinkRef {
+    pub(super) fn new<T: DeserializeOwned + Send + 'static>(c: Completer<T>) -> SinkRef {
+        SinkRef(c.into_shared())
+    }
+}
+
+impl Deref for SinkRef {
+    type Target = dyn Sink;
+
+    fn deref(&self) -> &(dyn Sink + 'static) {
+        &*self.0
+    }
+}
+
+impl Drop for SinkRef {
+    fn drop(&mut self) {
+        self.0.abandon();
     }
 }
 
@@ -94,5 +110,5 @@ pub(super) struct Pending {
     pub(super) attempt: u32,
     /// Taken back from a retiring worker: a `Cancelled` reply puts it back in the queue.
     pub(super) reclaim: bool,
-    pub(super) sink: Box<dyn Sink>,
+    pub(super) sink: SinkRef,
 }
