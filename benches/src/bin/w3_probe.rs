@@ -30,6 +30,11 @@ fn on_pool(pool: &impl Executor) -> u64 {
     handles.into_iter().map(|h| h.join().expect("fib task")).sum()
 }
 
+fn map_on_pool(pool: &impl Executor) -> u64 {
+    let calls = (0..W3_TASKS).map(|_| fib_task::call(black_box(W3_N)));
+    pool.map_tasks(calls).map(|out| out.expect("fib task")).sum()
+}
+
 fn two_threads() -> u64 {
     std::thread::scope(|s| {
         let half = || (0..W3_TASKS / 2).map(|_| fib(black_box(W3_N))).sum::<u64>();
@@ -53,6 +58,7 @@ fn main() {
     let workers = || pids.iter().map(|p| ticks(p)).sum::<u64>();
     let want = W3_TASKS * fib(W3_N);
     let (mut serial, mut pp, mut tp, mut th) = (vec![], vec![], vec![], vec![]);
+    let (mut pm, mut tm) = (vec![], vec![]);
     let (mut cpu_serial, mut cpu_parent, mut cpu_workers, mut cpu_threads) = (0, 0, 0, 0);
     let timed = |f: &dyn Fn() -> u64| {
         let t = Instant::now();
@@ -67,6 +73,8 @@ fn main() {
         let p = timed(&|| on_pool(&procs));
         (cpu_parent, cpu_workers) = (cpu_parent + ticks("self") - c, cpu_workers + workers() - w);
         let t = timed(&|| on_pool(&threads));
+        pm.push(s / timed(&|| map_on_pool(&procs)));
+        tm.push(s / timed(&|| map_on_pool(&threads)));
         let c = ticks("self");
         let h = timed(&two_threads);
         cpu_threads += ticks("self") - c;
@@ -82,6 +90,7 @@ fn main() {
         median(tp),
         median(th)
     );
+    println!("speed-up through map_tasks: ProcessPool {:.2}, ThreadPool {:.2}", median(pm), median(tm));
     println!(
         "CPU ticks: serial {cpu_serial}, ProcessPool workers {cpu_workers} + parent {cpu_parent}, two threads {cpu_threads}"
     );
