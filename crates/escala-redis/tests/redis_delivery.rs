@@ -70,6 +70,23 @@ fn gated_first(url: String, key: String) -> i64 {
     n
 }
 
+/// Announces `name` on `{key}:started`, then waits for the test to open its gate (a list
+/// it pops).
+#[escala::task]
+fn gated(url: String, key: String, name: String) -> String {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("XADD")
+        .arg(format!("{key}:started"))
+        .arg("*")
+        .arg("name")
+        .arg(&name)
+        .query(&mut c)
+        .unwrap();
+    let _: Value =
+        redis::cmd("BLPOP").arg(format!("{key}:gate:{name}")).arg(WAIT.as_secs()).query(&mut c).unwrap();
+    name
+}
+
 /// Counts its runs in Redis, then works for `ms` milliseconds.
 #[escala::task]
 fn slow_counted(url: String, key: String, ms: u64) -> i64 {
@@ -155,6 +172,7 @@ fn main() {
         Trial::test("cancel_while_running_sets_the_task_token", cancel_running_task),
         Trial::test("cancel_while_running_kills_the_command_group", cancel_running_command),
         Trial::test("kept_result_fetched_by_id", kept_result),
+        Trial::test("a_busy_worker_holds_no_task_another_could_start", no_hold_behind_busy),
     ];
     #[cfg(feature = "tls")]
     tests.push(Trial::test("rediss_round_trip_and_untrusted_ca", tls));
@@ -528,15 +546,20 @@ fn prefetched_not_counted() -> TestResult {
     let r = RedisServer::start();
     let mut c = r.conn();
     let ex = exec(&r, "pf");
+    // A 2 ms task first: once it has ended, the worker knows its tasks are short enough
+    // to fetch ahead (20 ms of work: about 10), yet not short enough (under 1 ms) to send
+    // starts ahead, which would count attempts. Before it, the worker holds only what it
+    // runs.
+    let quick = ex.submit_task(slow_counted::call(r.url(), "pf-w".into(), 2));
     let running = ex.submit_task(stuck_first::call(r.url(), "pf-a".into()));
     let prefetched: Vec<_> = (0..5).map(|i| ex.submit_task(add::call(i, 1))).collect();
-    // All six are in the stream before the worker starts: its first read takes them all.
-    wait_until("six tasks queued", || {
-        redis::cmd("XLEN").arg("escala:q:pf").query::<i64>(&mut c).unwrap() == 6
+    wait_until("seven tasks queued", || {
+        redis::cmd("XLEN").arg("escala:q:pf").query::<i64>(&mut c).unwrap() == 7
     });
     let mut victim = spawn_worker_spec(&r, "pf 500 1 1"); // max attempts 1, concurrency 1
+    assert_eq!(join(quick)?, 1);
     next_entry(&mut c, "pf-a:started", "0-0");
-    assert_eq!(pending(&mut c, "pf"), 6, "the victim holds the running task and five prefetched");
+    wait_until("the victim holds the running task and five prefetched", || pending(&mut c, "pf") == 6);
     victim.kill(); // SIGKILL
     let w = Worker::builder(&r.url())
         .queue("pf")
@@ -554,7 +577,7 @@ fn prefetched_not_counted() -> TestResult {
     let (_, dead) = next_entry(&mut c, "escala:dead:pf", "0-0");
     assert!(String::from_utf8_lossy(field(&dead, "reason")).contains("stopped renewing its lease"));
     let q = ex.queue_status()?;
-    assert_eq!((q.completed, q.dead_letters, q.redelivered, q.pending), (6, 1, 0, 0));
+    assert_eq!((q.completed, q.dead_letters, q.redelivered, q.pending), (7, 1, 0, 0));
     let report = w.report();
     assert_eq!((report.ran, report.ok, report.dead_lettered, report.redelivered), (5, 5, 1, 0));
     Ok(())
@@ -599,6 +622,33 @@ fn started_ahead_bound() -> TestResult {
     Ok(())
 }
 
+/// A worker whose only run thread is busy with a task of unknown length fetches nothing
+/// ahead: the next task starts on another worker as soon as one comes, instead of waiting
+/// behind the first (held, and out of the other worker's reach) until it ends.
+fn no_hold_behind_busy() -> TestResult {
+    let r = RedisServer::start();
+    let mut c = r.conn();
+    let ex = exec(&r, "hol");
+    let a = ex.submit_task(gated::call(r.url(), "hol".into(), "a".into()));
+    let b = ex.submit_task(gated::call(r.url(), "hol".into(), "b".into()));
+    wait_until("two tasks queued", || {
+        redis::cmd("XLEN").arg("escala:q:hol").query::<i64>(&mut c).unwrap() == 2
+    });
+    let first = Worker::builder(&r.url()).queue("hol").concurrency(1).start()?;
+    let (id, started) = next_entry(&mut c, "hol:started", "0-0");
+    assert_eq!(field(&started, "name"), b"a");
+    assert_eq!(pending(&mut c, "hol"), 1, "the busy worker holds only the task it runs");
+    let second = Worker::builder(&r.url()).queue("hol").concurrency(1).start()?;
+    let (_, started) = next_entry(&mut c, "hol:started", &id);
+    assert_eq!(field(&started, "name"), b"b", "the second task started while the first still ran");
+    for name in ["a", "b"] {
+        let _: () = redis::cmd("LPUSH").arg(format!("hol:gate:{name}")).arg(1).query(&mut c)?;
+    }
+    assert_eq!((join(a)?, join(b)?), ("a".to_string(), "b".to_string()));
+    assert_eq!((first.report().ran, second.report().ran), (1, 1));
+    Ok(())
+}
+
 /// Waits (bounded) until a worker has stored task `id`'s result; returns it.
 fn stored<T: serde::de::DeserializeOwned>(ex: &RedisExecutor, id: &str) -> Result<T, ErrorKind> {
     let mut got = None;
@@ -616,6 +666,8 @@ fn cancel_queued() -> TestResult {
     let mut c = r.conn();
     let w = Worker::builder(&r.url()).queue("cq").concurrency(1).start()?;
     let ex = exec(&r, "cq");
+    // A quick task first: then the worker knows its tasks are short and fetches ahead.
+    assert_eq!(join(ex.submit_task(add::call(1, 1)))?, 2);
     let busy = ex.submit_task(gated_first::call(r.url(), "cq-g".into()));
     next_entry(&mut c, "cq-g:started", "0-0");
     let victim = ex.submit_task(slow_counted::call(r.url(), "cq-x".into(), 0));
@@ -630,9 +682,9 @@ fn cancel_queued() -> TestResult {
     assert_eq!(runs, None, "the cancelled task never ran");
     wait_until("both entries acknowledged", || pending(&mut c, "cq") == 0);
     let report = w.report();
-    assert_eq!((report.ran, report.cancelled), (1, 1));
+    assert_eq!((report.ran, report.cancelled), (2, 1));
     let s = ex.stats();
-    assert_eq!((s.completed, s.failed), (1, 1), "the cancelled handle resolved once");
+    assert_eq!((s.completed, s.failed), (2, 1), "the cancelled handle resolved once");
     // Cancelled before any worker saw it: skipped the same way.
     w.stop();
     w.join();

@@ -270,7 +270,9 @@ fn run_checked(shared: &Shared, conn: &mut Starter, d: &Delivery, env: &Envelope
             super::command::run(program, args, cfg.max_bytes / 2, |stop| shared.runs.on_cancel(&env.id, stop))
         }
     };
-    conn.ran(began.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
+    let ns = began.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+    conn.ran(ns);
+    shared.ran_for(ns);
     let cancelled = shared.runs.finish(&env.id);
     shared.running.fetch_sub(1, Relaxed);
     shared.ran.fetch_add(1, Relaxed);

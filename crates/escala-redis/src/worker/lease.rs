@@ -105,7 +105,7 @@ fn reclaim(shared: &Shared, conn: &mut Conn, cursor: &mut String, run_tx: &Sende
     let cfg = &shared.cfg;
     let free = {
         let held = shared.held().len();
-        cfg.capacity.saturating_sub(held)
+        shared.capacity().saturating_sub(held)
     };
     if free == 0 {
         return;

@@ -77,7 +77,8 @@ pub(crate) struct Config {
     pub(crate) keys: QueueKeys,
     pub(crate) consumer: String,
     pub(crate) concurrency: usize,
-    pub(crate) capacity: usize,
+    /// Entries held beyond the running ones at most (see [`Shared::capacity`]).
+    pub(crate) prefetch: usize,
     pub(crate) lease: Duration,
     pub(crate) max_attempts: u32,
     pub(crate) allow_commands: bool,
@@ -110,25 +111,62 @@ pub(crate) struct Shared {
     pub(crate) runs: cancel::Runs,
     /// The start step's script (`start.rs`).
     pub(crate) start_script: redis::Script,
+    /// Moving average of this worker's run times, in ns (0 before the first ends).
+    avg_ns: AtomicU64,
 }
+
+/// Entries fetched ahead of the running ones cover about this much work per run thread,
+/// by the measured run time: many for tiny tasks (one `XREADGROUP` for many, W6), none for
+/// long ones, which would wait behind a busy run thread while other workers idle.
+const PREFETCH_NS: u64 = 20_000_000;
 
 impl Shared {
     pub(crate) fn held(&self) -> MutexGuard<'_, HashSet<String>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until fewer than `capacity` entries are held; returns how many more fit
-    /// (0 when stopping).
+    /// How many entries this worker may hold now: one per run thread, plus
+    /// [`PREFETCH_NS`] of work per run thread ahead once run times are known (at most the
+    /// configured prefetch). Until a task has ended, none ahead: the first tasks may be
+    /// long.
+    pub(crate) fn capacity(&self) -> usize {
+        let c = self.cfg.concurrency;
+        let ahead = match self.avg_ns.load(Relaxed) {
+            0 => 0,
+            avg => (PREFETCH_NS.saturating_mul(c as u64) / avg).min(self.cfg.prefetch as u64) as usize,
+        };
+        c + ahead
+    }
+
+    /// Records how long a run took.
+    pub(crate) fn ran_for(&self, ns: u64) {
+        let ns = ns.max(1);
+        // Run threads race here; a lost update only delays the average a little.
+        let avg = match self.avg_ns.load(Relaxed) {
+            0 => ns,
+            avg => (avg.saturating_mul(7).saturating_add(ns)) / 8,
+        };
+        self.avg_ns.store(avg.max(1), Relaxed);
+    }
+
+    /// Waits until fewer than [`capacity`](Self::capacity) entries are held; returns how
+    /// many more fit (0 when stopping).
     pub(crate) fn wait_space(&self) -> usize {
-        // Fetch when a quarter of the room is free, not for every entry committed: fewer,
-        // bigger `XREADGROUP`s (W6: about 2.5 entries per read before), while what is
-        // still held keeps the run threads busy.
-        let refill = (self.cfg.capacity / 4).max(1);
         let mut h = self.held();
-        while self.cfg.capacity.saturating_sub(h.len()) < refill && !self.stopping.load(Relaxed) {
+        loop {
+            if self.stopping.load(Relaxed) {
+                return 0;
+            }
+            // Fetch when a quarter of the room is free, not for every entry committed:
+            // fewer, bigger `XREADGROUP`s (W6: about 2.5 entries per read before), while
+            // what is still held keeps the run threads busy.
+            let capacity = self.capacity();
+            let free = capacity.saturating_sub(h.len());
+            if free >= (capacity / 4).max(1) {
+                return free;
+            }
             h = self.space.wait_timeout(h, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
         }
-        if self.stopping.load(Relaxed) { 0 } else { self.cfg.capacity - h.len() }
     }
 
     /// Forgets committed entries and wakes the fetcher.
@@ -185,7 +223,7 @@ impl RunningWorker {
                 keys,
                 consumer,
                 concurrency: b.concurrency,
-                capacity: b.concurrency + b.prefetch,
+                prefetch: b.prefetch,
                 lease: b.lease,
                 max_attempts: b.max_attempts,
                 allow_commands: b.allow_commands,
@@ -208,6 +246,7 @@ impl RunningWorker {
             cancelled: AtomicU64::new(0),
             runs: cancel::Runs::default(),
             start_script: redis::Script::new(start::START),
+            avg_ns: AtomicU64::new(0),
         });
         let scripts = commit::Scripts::load(&mut c).map_err(|e| Error::command(&b.url, e))?;
         // Announced before any task runs, so `escala status` sees a worker that has.
@@ -221,7 +260,8 @@ impl RunningWorker {
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| Error::config(e.to_string()))
         };
-        let (run_tx, run_rx) = crossbeam_channel::bounded::<exec::Delivery>(shared.cfg.capacity);
+        let (run_tx, run_rx) =
+            crossbeam_channel::bounded::<exec::Delivery>(shared.cfg.concurrency + shared.cfg.prefetch);
         let (commit_tx, commit_rx) = crossbeam_channel::unbounded::<commit::Commit>();
         let mut workers = Vec::new();
         let lease = {
