@@ -4,6 +4,8 @@
 #[path = "../../escala-redis/tests/support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::process::{Command, Output, Stdio};
 
 use support::{ChildGuard, RedisServer};
@@ -76,4 +78,77 @@ fn local_only_options_and_an_unreachable_broker_are_one_line_errors() {
 
     let o = escala(&["run", "--queue", "q", "echo", ":::", "a"]);
     assert_ne!(o.status.code(), Some(0), "--queue needs --redis: {o:?}");
+}
+
+/// Ctrl-C (or SIGTERM) to `escala run --redis`: the jobs running on the workers are stopped
+/// there (their shells and the shells' children end), their joblog lines record SIGTERM,
+/// and escala exits 255, as for local jobs.
+fn stop_remote_with(sig: nix::sys::signal::Signal) {
+    use std::io::BufRead;
+    use std::time::Duration;
+
+    let r = RedisServer::start();
+    let (_w1, _w2) = (worker(&r, "stop"), worker(&r, "stop"));
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pids");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // Read-write, so that opening does not block and the reader never sees end of file.
+    let reader = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<i32>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line.trim().parse().unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let log = dir.path().join("log");
+    // Each job reports its shell's pid and a grandchild's pid, then waits.
+    let script = format!("echo $$ > {0}; sleep 600 & echo $! > {0}; wait", fifo.display());
+    let url = r.url();
+    // Killed on drop, should the test fail before escala ends.
+    let mut child = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_escala"))
+            .args([
+                "run",
+                "--redis",
+                &url,
+                "--queue",
+                "stop",
+                "-j3",
+                "-N0",
+                "--joblog",
+                log.to_str().unwrap(),
+            ])
+            .args([&script, ":::", "a", "b", "c"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pids: Vec<i32> =
+        (0..6).map(|_| rx.recv_timeout(Duration::from_secs(30)).expect("a job did not start")).collect();
+    let pid = child.0.id() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+    assert!(common::ends_within(pid, 30), "escala did not stop on {sig}");
+    assert_eq!(child.0.wait().unwrap().code(), Some(255), "{sig}");
+    for pid in &pids {
+        assert!(common::ends_within(*pid, 20), "process {pid} kept running on the worker after {sig}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    for r in rows {
+        assert_eq!((r[6], r[7]), ("-1", "15"), "{text}");
+    }
+}
+
+#[test]
+fn sigint_stops_the_remote_jobs_on_their_workers() {
+    stop_remote_with(nix::sys::signal::Signal::SIGINT);
+}
+
+#[test]
+fn sigterm_stops_the_remote_jobs_on_their_workers() {
+    stop_remote_with(nix::sys::signal::Signal::SIGTERM);
 }

@@ -7,6 +7,11 @@
 //! At most `-j` jobs are in flight at once from this run; how many run at the same time is up
 //! to the workers' `--concurrency`. Options that need a local process (timeouts, retries,
 //! `--halt`, `--pipe`, live output, `--results`, …) are refused with `--redis`.
+//!
+//! Ctrl-C or SIGTERM stops the run as it stops local jobs: nothing more is sent, every job in
+//! flight is cancelled on the workers (skipped if not started; its process group gets
+//! SIGTERM, then SIGKILL, where it runs), its joblog line records SIGTERM, and escala exits
+//! 255.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -14,7 +19,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use escala::{Handle, Outcome, TaskId, WaitFor};
+use crossbeam_channel::select;
+use escala::{Handle, Outcome, TaskId};
 use escala_redis::{CommandOutput, RedisExecutor};
 
 use super::Job;
@@ -59,6 +65,7 @@ fn now() -> f64 {
 
 /// A job sent and not yet back.
 struct Sent {
+    handle: Handle<CommandOutput>,
     index: usize,
     seq: usize,
     line: String,
@@ -88,60 +95,107 @@ pub(crate) fn run(
     let (mut failed, mut next_print) = (0usize, 0usize);
     let mut held: BTreeMap<usize, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
     let mut sent: HashMap<TaskId, Sent> = HashMap::new();
-    let mut pending: Vec<Handle<CommandOutput>> = Vec::new();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<TaskId>();
+    let (signals, signalled) = watch_signals()?;
+    let mut stopped_by: Option<i32> = None;
     let mut todo = jobs.iter().enumerate();
     loop {
-        while pending.len() < window {
+        while stopped_by.is_none() && sent.len() < window {
             let Some((index, j)) = todo.next() else { break };
-            let vars = Vars { args: &j.args, seq: j.seq, slot: pending.len() + 1, total: jobs.len() };
+            let vars = Vars { args: &j.args, seq: j.seq, slot: sent.len() + 1, total: jobs.len() };
             let rendered = template.render(&vars, context);
             let (program, args) = argv(&rendered);
             let handle = exec.submit_command(&program, args);
-            sent.insert(handle.id(), Sent { index, seq: j.seq, line: rendered.display(), start: now() });
-            pending.push(handle);
+            let tx = done_tx.clone();
+            let id = handle.id();
+            handle.on_done(move |_| {
+                let _ = tx.send(id);
+            });
+            sent.insert(id, Sent { handle, index, seq: j.seq, line: rendered.display(), start: now() });
         }
-        if pending.is_empty() {
+        if sent.is_empty() {
             break;
         }
-        let (done, rest) = escala::wait(std::mem::take(&mut pending), WaitFor::FirstCompleted, None);
-        pending = rest;
-        for h in done {
-            let Some(s) = sent.remove(&h.id()) else { continue };
-            let runtime = now() - s.start;
-            let (exitval, signal, stdout, stderr) = outcome(s.seq, h.join());
-            if (exitval, signal) != (0, 0) {
-                failed += 1;
-            }
-            if let Some(log) = log.as_mut() {
-                let receive = (stdout.len() + stderr.len()) as u64;
-                log.write(&Entry {
-                    seq: s.seq,
-                    start: s.start,
-                    runtime,
-                    receive,
-                    exitval,
-                    signal,
-                    command: &s.line,
-                })?;
-            }
-            held.insert(s.index, (stdout, stderr));
-            // Without -k, print in completion order: every finished job is "next".
-            if !cfg.keep_order {
-                next_print = s.index;
-            }
-            while let Some((o, e)) = held.remove(&next_print) {
-                out.write_all(&o)?;
-                out.flush()?;
-                std::io::stderr().write_all(&e)?;
-                if cfg.keep_order {
-                    next_print += 1;
+        let id = select! {
+            recv(done_rx) -> id => id.expect("the sender lives in this function"),
+            recv(signalled) -> sig => {
+                let sig = sig.unwrap_or(signal_hook::consts::SIGTERM);
+                if stopped_by.is_none() {
+                    stopped_by = Some(sig);
+                    // Each cancel resolves its handle at once and is sent on to the workers.
+                    for s in sent.values() {
+                        s.handle.cancel();
+                    }
                 }
+                continue;
+            }
+        };
+        let Some(s) = sent.remove(&id) else { continue };
+        let runtime = now() - s.start;
+        let (exitval, signal, stdout, stderr) = match (s.handle.join(), stopped_by) {
+            // The workers stop it with SIGTERM, as a local job is stopped.
+            (Err(e), Some(_)) if e.is_cancelled() => {
+                (-1, signal_hook::consts::SIGTERM, Vec::new(), Vec::new())
+            }
+            (o, _) => outcome(s.seq, o),
+        };
+        if (exitval, signal) != (0, 0) {
+            failed += 1;
+        }
+        if let Some(log) = log.as_mut() {
+            let receive = (stdout.len() + stderr.len()) as u64;
+            log.write(&Entry {
+                seq: s.seq,
+                start: s.start,
+                runtime,
+                receive,
+                exitval,
+                signal,
+                command: &s.line,
+            })?;
+        }
+        held.insert(s.index, (stdout, stderr));
+        // Without -k, print in completion order: every finished job is "next".
+        if !cfg.keep_order {
+            next_print = s.index;
+        }
+        while let Some((o, e)) = held.remove(&next_print) {
+            out.write_all(&o)?;
+            out.flush()?;
+            std::io::stderr().write_all(&e)?;
+            if cfg.keep_order {
+                next_print += 1;
             }
         }
     }
+    signals.close();
+    // Dropping the executor sends what it still holds (the cancels) before its threads end.
     drop(exec);
+    if stopped_by.is_some() {
+        return Ok(ExitCode::from(255));
+    }
     // GNU parallel: the number of failed jobs, at most 101.
     Ok(ExitCode::from(failed.min(101) as u8))
+}
+
+/// SIGINT and SIGTERM, delivered on a channel by a thread of their own.
+fn watch_signals() -> anyhow::Result<(signal_hook::iterator::Handle, crossbeam_channel::Receiver<i32>)> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install the signal handlers")?;
+    let handle = signals.handle();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("escala-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok((handle, rx))
 }
 
 /// GNU parallel's Exitval and Signal for one job, and its output; an error that is not the
