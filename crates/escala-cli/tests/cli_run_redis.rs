@@ -84,25 +84,13 @@ fn local_only_options_and_an_unreachable_broker_are_one_line_errors() {
 /// there (their shells and the shells' children end), their joblog lines record SIGTERM,
 /// and escala exits 255, as for local jobs.
 fn stop_remote_with(sig: nix::sys::signal::Signal) {
-    use std::io::BufRead;
     use std::time::Duration;
 
     let r = RedisServer::start();
     let (_w1, _w2) = (worker(&r, "stop"), worker(&r, "stop"));
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("pids");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    // Read-write, so that opening does not block and the reader never sees end of file.
-    let reader = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<i32>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line.trim().parse().unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::pid_fifo(&fifo);
     let log = dir.path().join("log");
     // Each job reports its shell's pid and a grandchild's pid, then waits.
     let script = format!("echo $$ > {0}; sleep 600 & echo $! > {0}; wait", fifo.display());

@@ -1,12 +1,10 @@
 //! `escala run` stopped by SIGTERM or SIGINT: every running job's process group is killed,
 //! their joblog lines record the signal, escala exits 255, and no process is left behind.
 
-use std::io::BufRead;
 use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
-use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 mod common;
@@ -14,18 +12,7 @@ mod common;
 fn stop_with(sig: Signal) {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("pids");
-    nix::unistd::mkfifo(&fifo, Mode::S_IRWXU).unwrap();
-    // Read-write, so that opening does not block and the reader never sees end of file.
-    let reader = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<i32>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line.trim().parse().unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::pid_fifo(&fifo);
     let log = dir.path().join("log");
     // Each job reports its shell's pid and a grandchild's pid, then waits.
     let script = format!("echo $$ > {0}; sleep 600 & echo $! > {0}; wait", fifo.display());
