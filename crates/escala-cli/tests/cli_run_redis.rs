@@ -84,8 +84,6 @@ fn local_only_options_and_an_unreachable_broker_are_one_line_errors() {
 /// there (their shells and the shells' children end), their joblog lines record SIGTERM,
 /// and escala exits 255, as for local jobs.
 fn stop_remote_with(sig: nix::sys::signal::Signal) {
-    use std::time::Duration;
-
     let r = RedisServer::start();
     let (_w1, _w2) = (worker(&r, "stop"), worker(&r, "stop"));
     let dir = tempfile::tempdir().unwrap();
@@ -114,21 +112,7 @@ fn stop_remote_with(sig: nix::sys::signal::Signal) {
             .spawn()
             .unwrap(),
     );
-    let pids: Vec<i32> =
-        (0..6).map(|_| rx.recv_timeout(Duration::from_secs(30)).expect("a job did not start")).collect();
-    let pid = child.0.id() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
-    assert!(common::ends_within(pid, 30), "escala did not stop on {sig}");
-    assert_eq!(child.0.wait().unwrap().code(), Some(255), "{sig}");
-    for pid in &pids {
-        assert!(common::ends_within(*pid, 20), "process {pid} kept running on the worker after {sig}");
-    }
-    let text = std::fs::read_to_string(&log).unwrap();
-    let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split('\t').collect()).collect();
-    assert_eq!(rows.len(), 3, "{text}");
-    for r in rows {
-        assert_eq!((r[6], r[7]), ("-1", "15"), "{text}");
-    }
+    common::stop_and_check(&mut child.0, &rx, &log, sig);
 }
 
 #[test]

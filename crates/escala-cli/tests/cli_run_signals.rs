@@ -2,10 +2,8 @@
 //! their joblog lines record the signal, escala exits 255, and no process is left behind.
 
 use std::process::Stdio;
-use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 mod common;
 
@@ -21,21 +19,7 @@ fn stop_with(sig: Signal) {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let pids: Vec<i32> =
-        (0..6).map(|_| rx.recv_timeout(Duration::from_secs(30)).expect("a job did not start")).collect();
-    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
-    assert!(common::ends_within(child.id() as i32, 30), "escala did not stop on {sig}");
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(255), "{sig}");
-    for pid in &pids {
-        assert!(common::ends_within(*pid, 10), "process {pid} was left behind after {sig}");
-    }
-    let text = std::fs::read_to_string(&log).unwrap();
-    let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split('\t').collect()).collect();
-    assert_eq!(rows.len(), 3, "{text}");
-    for r in rows {
-        assert_eq!((r[6], r[7]), ("-1", "15"), "{text}");
-    }
+    common::stop_and_check(&mut child, &rx, &log, sig);
 }
 
 #[test]

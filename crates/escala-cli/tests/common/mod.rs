@@ -39,3 +39,31 @@ pub(crate) fn pid_fifo(path: &std::path::Path) -> std::sync::mpsc::Receiver<i32>
     });
     rx
 }
+
+/// For runs of 3 jobs that each report 2 pids on `pids` (see [`pid_fifo`]) and then wait:
+/// once all 6 came, sends `sig` to escala (`child`) and checks that it exits 255 within a
+/// bound, that every reported process ends, and that the joblog at `log` has one line per
+/// job, each recording SIGTERM (the signal the jobs are stopped with).
+#[allow(dead_code)] // Not every test binary that includes this module uses it.
+pub(crate) fn stop_and_check(
+    child: &mut std::process::Child,
+    pids: &std::sync::mpsc::Receiver<i32>,
+    log: &std::path::Path,
+    sig: nix::sys::signal::Signal,
+) {
+    let pids: Vec<i32> =
+        (0..6).map(|_| pids.recv_timeout(Duration::from_secs(30)).expect("a job did not start")).collect();
+    let pid = child.id() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+    assert!(ends_within(pid, 30), "escala did not stop on {sig}");
+    assert_eq!(child.wait().unwrap().code(), Some(255), "{sig}");
+    for pid in &pids {
+        assert!(ends_within(*pid, 20), "process {pid} was left behind after {sig}");
+    }
+    let text = std::fs::read_to_string(log).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    for r in rows {
+        assert_eq!((r[6], r[7]), ("-1", "15"), "{text}");
+    }
+}
