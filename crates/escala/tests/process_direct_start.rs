@@ -35,12 +35,21 @@ fn output(cmd: Command, reaper: &Reaper) -> (String, escala::Outcome<()>) {
 }
 
 #[test]
-fn the_child_gets_the_captured_environment_with_the_changes_applied() {
+fn the_child_gets_the_captured_environment_with_the_changes_applied_in_order() {
     let reaper = Reaper::new().unwrap();
     let path = std::env::var("PATH").unwrap();
     let env =
         Environment::from_vars([("PATH", path.as_str()), ("KEEP", "yes"), ("DROP", "x"), ("SET", "old")]);
-    let cmd = direct("env", &[], &env, &reaper).env("SET", "new").env_remove("DROP").env("ADDED", "1");
+    let cmd = direct("env", &[], &env, &reaper)
+        .env("SET", "newer")
+        .env("SET", "new")
+        .env_remove("DROP")
+        .env("ADDED", "0")
+        .env_remove("ADDED")
+        .env("ADDED", "1")
+        .env("KEEP", "no")
+        .env_remove("KEEP")
+        .env("KEEP", "yes");
     let (out, outcome) = output(cmd, &reaper);
     assert!(outcome.is_ok());
     let mut vars: Vec<&str> = out.lines().filter(|l| !l.starts_with("PATH=")).collect();

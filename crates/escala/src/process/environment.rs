@@ -44,13 +44,15 @@ impl Environment {
         self.vars.iter().find_map(|kv| value_of(kv.to_bytes(), key)).map(OsStr::from_bytes)
     }
 
-    /// The `KEY=VALUE` strings for `exec`, with `changes` applied (`None` removes the key).
+    /// The `KEY=VALUE` strings for `exec`, with `changes` applied in order (`None` removes
+    /// the key; of several changes to one key, the last counts).
     pub(crate) fn envp<'a>(&'a self, changes: &'a [(CString, Option<CString>)]) -> Vec<&'a CStr> {
         let changed =
             |kv: &CStr| changes.iter().any(|(k, _)| value_of(kv.to_bytes(), k.to_bytes()).is_some());
         let mut envp: Vec<&CStr> =
             self.vars.iter().map(CString::as_c_str).filter(|kv| !changed(kv)).collect();
-        envp.extend(changes.iter().filter_map(|(_, kv)| kv.as_deref()));
+        let last = |i: usize| changes[i + 1..].iter().all(|(k, _)| *k != changes[i].0);
+        envp.extend((0..changes.len()).filter(|&i| last(i)).filter_map(|i| changes[i].1.as_deref()));
         envp
     }
 
