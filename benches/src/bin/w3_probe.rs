@@ -30,6 +30,12 @@ fn on_pool(pool: &impl Executor) -> u64 {
     handles.into_iter().map(|h| h.join().expect("fib task")).sum()
 }
 
+fn wait_all_on_pool(pool: &impl Executor) -> u64 {
+    let handles: Vec<_> = (0..W3_TASKS).map(|_| pool.submit_task(fib_task::call(black_box(W3_N)))).collect();
+    let (done, _) = escala::wait(handles, escala::WaitFor::AllCompleted, None);
+    done.into_iter().map(|h| h.join().expect("fib task")).sum()
+}
+
 fn map_on_pool(pool: &impl Executor) -> u64 {
     let calls = (0..W3_TASKS).map(|_| fib_task::call(black_box(W3_N)));
     pool.map_tasks(calls).map(|out| out.expect("fib task")).sum()
@@ -59,6 +65,7 @@ fn main() {
     let want = W3_TASKS * fib(W3_N);
     let (mut serial, mut pp, mut tp, mut th) = (vec![], vec![], vec![], vec![]);
     let (mut pm, mut tm) = (vec![], vec![]);
+    let (mut pw, mut tw) = (vec![], vec![]);
     let (mut cpu_serial, mut cpu_parent, mut cpu_workers, mut cpu_threads) = (0, 0, 0, 0);
     let timed = |f: &dyn Fn() -> u64| {
         let t = Instant::now();
@@ -75,6 +82,8 @@ fn main() {
         let t = timed(&|| on_pool(&threads));
         pm.push(s / timed(&|| map_on_pool(&procs)));
         tm.push(s / timed(&|| map_on_pool(&threads)));
+        pw.push(s / timed(&|| wait_all_on_pool(&procs)));
+        tw.push(s / timed(&|| wait_all_on_pool(&threads)));
         let c = ticks("self");
         let h = timed(&two_threads);
         cpu_threads += ticks("self") - c;
@@ -91,6 +100,7 @@ fn main() {
         median(th)
     );
     println!("speed-up through map_tasks: ProcessPool {:.2}, ThreadPool {:.2}", median(pm), median(tm));
+    println!("speed-up waiting for all at once: ProcessPool {:.2}, ThreadPool {:.2}", median(pw), median(tw));
     println!(
         "CPU ticks: serial {cpu_serial}, ProcessPool workers {cpu_workers} + parent {cpu_parent}, two threads {cpu_threads}"
     );
