@@ -58,6 +58,7 @@ fn jobs_run_on_workers_in_order_with_exit_codes_and_a_joblog() {
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split('\t').collect()).collect();
     assert_eq!(text.lines().next().unwrap().split('\t').count(), 9, "GNU parallel's header");
+    assert!(lines.iter().all(|l| l[1] == "redis"), "the host column: {text}");
     let mut exits: Vec<(&str, &str)> = lines.iter().map(|l| (l[0], l[6])).collect();
     exits.sort();
     assert_eq!(exits, [("1", "0"), ("2", "3"), ("3", "4")]);

@@ -538,8 +538,8 @@ fn pending(c: &mut redis::Connection, queue: &str) -> i64 {
     }
 }
 
-/// A worker killed while it runs one task and holds five more it had only prefetched:
-/// with a dead-letter limit of 1, the five still complete on the next worker (they never
+/// A worker killed while it runs one task and holds three more it had only prefetched:
+/// with a dead-letter limit of 1, the three still complete on the next worker (they never
 /// started, so their redelivery cost no attempt), while the task that was running has
 /// used its one attempt and is dead-lettered instead of run again.
 fn prefetched_not_counted() -> TestResult {
@@ -547,19 +547,19 @@ fn prefetched_not_counted() -> TestResult {
     let mut c = r.conn();
     let ex = exec(&r, "pf");
     // A 2 ms task first: once it has ended, the worker knows its tasks are short enough
-    // to fetch ahead (20 ms of work: about 10), yet not short enough (under 1 ms) to send
-    // starts ahead, which would count attempts. Before it, the worker holds only what it
-    // runs.
+    // to fetch ahead (50 ms of work: 3 as long as the run took under 16 ms), yet not short
+    // enough (under 1 ms) to send starts ahead, which would count attempts. Before it, the
+    // worker holds only what it runs.
     let quick = ex.submit_task(slow_counted::call(r.url(), "pf-w".into(), 2));
     let running = ex.submit_task(stuck_first::call(r.url(), "pf-a".into()));
-    let prefetched: Vec<_> = (0..5).map(|i| ex.submit_task(add::call(i, 1))).collect();
-    wait_until("seven tasks queued", || {
-        redis::cmd("XLEN").arg("escala:q:pf").query::<i64>(&mut c).unwrap() == 7
+    let prefetched: Vec<_> = (0..3).map(|i| ex.submit_task(add::call(i, 1))).collect();
+    wait_until("five tasks queued", || {
+        redis::cmd("XLEN").arg("escala:q:pf").query::<i64>(&mut c).unwrap() == 5
     });
     let mut victim = spawn_worker_spec(&r, "pf 500 1 1"); // max attempts 1, concurrency 1
     assert_eq!(join(quick)?, 1);
     next_entry(&mut c, "pf-a:started", "0-0");
-    wait_until("the victim holds the running task and five prefetched", || pending(&mut c, "pf") == 6);
+    wait_until("the victim holds the running task and three prefetched", || pending(&mut c, "pf") == 4);
     victim.kill(); // SIGKILL
     let w = Worker::builder(&r.url())
         .queue("pf")
@@ -577,9 +577,9 @@ fn prefetched_not_counted() -> TestResult {
     let (_, dead) = next_entry(&mut c, "escala:dead:pf", "0-0");
     assert!(String::from_utf8_lossy(field(&dead, "reason")).contains("stopped renewing its lease"));
     let q = ex.queue_status()?;
-    assert_eq!((q.completed, q.dead_letters, q.redelivered, q.pending), (7, 1, 0, 0));
+    assert_eq!((q.completed, q.dead_letters, q.redelivered, q.pending), (5, 1, 0, 0));
     let report = w.report();
-    assert_eq!((report.ran, report.ok, report.dead_lettered, report.redelivered), (5, 5, 1, 0));
+    assert_eq!((report.ran, report.ok, report.dead_lettered, report.redelivered), (3, 3, 1, 0));
     Ok(())
 }
 

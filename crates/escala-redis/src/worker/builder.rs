@@ -68,8 +68,8 @@ impl WorkerBuilder {
     }
 
     /// How many fetched tasks may wait beyond those running, at most (default 64). Within
-    /// that, the worker fetches ahead about 20 ms of work per run thread, by the run times
-    /// it has measured, and nothing ahead before a task has ended: long tasks never wait
+    /// that, the worker fetches ahead about 50 ms of work per run thread, by the run times
+    /// it has measured, and nothing ahead before a task has ended: long tasks do not wait
     /// behind a busy worker while another is idle. Tasks fetched ahead are held under this
     /// worker's lease too, and reclaimed by others if it dies.
     pub fn prefetch(mut self, n: usize) -> Self {

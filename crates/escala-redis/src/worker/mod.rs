@@ -118,7 +118,7 @@ pub(crate) struct Shared {
 /// Entries fetched ahead of the running ones cover about this much work per run thread,
 /// by the measured run time: many for tiny tasks (one `XREADGROUP` for many, W6), none for
 /// long ones, which would wait behind a busy run thread while other workers idle.
-const PREFETCH_NS: u64 = 20_000_000;
+const PREFETCH_NS: u64 = 50_000_000;
 
 impl Shared {
     pub(crate) fn held(&self) -> MutexGuard<'_, HashSet<String>> {

@@ -16,6 +16,9 @@ pub(crate) const HEADER: &str = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive
 /// One finished job's line.
 pub(crate) struct Entry<'a> {
     pub(crate) seq: usize,
+    /// Where it ran: `:` for this machine (GNU parallel's word for it), `redis` for a job
+    /// run by a worker.
+    pub(crate) host: &'a str,
     /// Seconds since the Unix epoch.
     pub(crate) start: f64,
     pub(crate) runtime: f64,
@@ -53,8 +56,9 @@ impl Joblog {
     /// Writes one job's line.
     pub(crate) fn write(&mut self, e: &Entry<'_>) -> anyhow::Result<()> {
         let line = format!(
-            "{}\t:\t{:.3}\t{:10.3}\t0\t{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{:.3}\t{:10.3}\t0\t{}\t{}\t{}\t{}\n",
             e.seq,
+            e.host,
             e.start,
             e.runtime,
             e.receive,

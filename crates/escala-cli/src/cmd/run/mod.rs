@@ -166,6 +166,7 @@ fn run_jobs(cfg: &RunConfig) -> anyhow::Result<ExitCode> {
         if let Some(log) = log.as_mut() {
             log.write(&Entry {
                 seq: r.seq,
+                host: ":",
                 start: r.start,
                 runtime: r.runtime,
                 receive: r.receive,

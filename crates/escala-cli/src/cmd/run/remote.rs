@@ -146,6 +146,7 @@ pub(crate) fn run(
             let receive = (stdout.len() + stderr.len()) as u64;
             log.write(&Entry {
                 seq: s.seq,
+                host: "redis",
                 start: s.start,
                 runtime,
                 receive,
