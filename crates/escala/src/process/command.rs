@@ -404,16 +404,11 @@ impl Direct {
     /// Starts it and hands the child to `slot`; on failure resolves the handle.
     fn spawn(self, c: &crate::handle::Completer<()>, slot: &ChildSlot, what: &str) -> Option<u32> {
         let envp = self.environment.envp(&self.changes);
-        let [i, o, e] = &self.fds;
         let plan = spawn::Plan {
             program: &self.program,
             argv: &self.argv,
             envp: &envp,
-            stdio: [
-                i.as_ref().map(|f| f.as_fd()),
-                o.as_ref().map(|f| f.as_fd()),
-                e.as_ref().map(|f| f.as_fd()),
-            ],
+            stdio: self.fds.each_ref().map(|fd| fd.as_ref().map(AsFd::as_fd)),
             group: self.group,
         };
         match spawn::start(&plan) {

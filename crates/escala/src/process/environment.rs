@@ -34,7 +34,7 @@ impl Environment {
     pub fn from_vars<K: AsRef<OsStr>, V: AsRef<OsStr>>(
         vars: impl IntoIterator<Item = (K, V)>,
     ) -> Environment {
-        let vars = vars.into_iter().filter_map(|(k, v)| entry(k.as_ref(), Some(v.as_ref()))).collect();
+        let vars = vars.into_iter().filter_map(|(k, v)| entry(k.as_ref(), v.as_ref())).collect();
         Environment { vars }
     }
 
@@ -71,15 +71,16 @@ impl Environment {
 pub(crate) fn change(key: &OsStr, value: Option<&OsStr>) -> Option<(CString, Option<CString>)> {
     let k = CString::new(key.as_bytes()).ok()?;
     match value {
-        Some(v) => Some((k, Some(entry(key, Some(v))?))),
+        Some(v) => Some((k, Some(entry(key, v)?))),
         None => Some((k, None)),
     }
 }
 
-fn entry(key: &OsStr, value: Option<&OsStr>) -> Option<CString> {
+/// `KEY=VALUE`; `None` when either holds a NUL.
+fn entry(key: &OsStr, value: &OsStr) -> Option<CString> {
     let mut kv: Vec<u8> = key.as_bytes().to_vec();
     kv.push(b'=');
-    kv.extend_from_slice(value?.as_bytes());
+    kv.extend_from_slice(value.as_bytes());
     CString::new(kv).ok()
 }
 

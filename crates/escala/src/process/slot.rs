@@ -33,6 +33,13 @@ struct Slot {
     early: Option<Signal>,
 }
 
+impl Slot {
+    /// The pid of a child this process reaps itself (started by `std` or `posix_spawn`).
+    fn own_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id).or(self.spawned)
+    }
+}
+
 impl ChildSlot {
     pub(crate) fn new() -> ChildSlot {
         ChildSlot {
@@ -117,9 +124,8 @@ impl ChildSlot {
     /// child, never a recycled pid).
     pub(crate) fn pidfd(&self) -> Option<std::os::fd::OwnedFd> {
         let s = self.lock();
-        match (&s.child, s.spawned, s.status) {
-            (Some(ch), _, None) => sys::pidfd(ch.id()).ok(),
-            (None, Some(pid), None) => sys::pidfd(pid).ok(),
+        match (s.own_pid(), s.status) {
+            (Some(pid), None) => sys::pidfd(pid).ok(),
             _ => None,
         }
     }
@@ -130,11 +136,8 @@ impl ChildSlot {
         if let Some(st) = s.status {
             return Some(st);
         }
-        if let Some(ch) = s.child.as_ref().filter(|_| self.group) {
+        if let Some(pid) = s.own_pid().filter(|_| self.group) {
             // The leader has exited but is not reaped: its group id is still ours to kill.
-            sys::signal_group(ch.id(), Signal::SIGKILL);
-        }
-        if let Some(pid) = s.spawned.filter(|_| self.group) {
             sys::signal_group(pid, Signal::SIGKILL);
         }
         let spawned = s.spawned;
