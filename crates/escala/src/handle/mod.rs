@@ -244,6 +244,14 @@ impl<T> Shared<T> {
         self.complete(Err(self.err_kind(kind)))
     }
 
+    /// Resolves as cancelled if still pending: what is left when the last writer of the
+    /// outcome goes away without writing it.
+    pub(crate) fn abandon(&self) {
+        if !self.is_done() {
+            self.fail(ErrorKind::Cancelled);
+        }
+    }
+
     /// Adds a callback run once with the outcome (at once if already done).
     fn add_callback(&self, cb: Callback<T>) {
         let mut st = self.lock();
@@ -384,9 +392,7 @@ impl<T> Completer<T> {
 
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
-        if !self.shared.is_done() {
-            self.shared.fail(ErrorKind::Cancelled);
-        }
+        self.shared.abandon();
     }
 }
 

@@ -48,9 +48,7 @@ impl<T: DeserializeOwned + Send + 'static> Sink for Shared<T> {
     }
 
     fn abandon(&self) {
-        if !Shared::is_done(self) {
-            self.fail(ErrorKind::Cancelled);
-        }
+        Shared::abandon(self);
     }
 }
 
