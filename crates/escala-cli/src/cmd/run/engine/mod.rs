@@ -72,6 +72,8 @@ struct Running {
     handle: Handle<()>,
     signaller: Signaller,
     command: Rendered,
+    /// `--tagstring` rendered for this run (line readers and the grouped output use it).
+    tag: Option<String>,
     start: Instant,
     start_unix: f64,
     capture: Capture,
@@ -325,6 +327,7 @@ impl<'a> Engine<'a> {
             handle,
             signaller,
             command,
+            tag,
             start: now,
             start_unix,
             capture,
@@ -376,17 +379,6 @@ impl<'a> Engine<'a> {
             output::save_results(dir, &job.args, job.seq, &r.capture)?;
         }
         let lens = r.capture.lens();
-        let tag = self.cfg.tag.as_deref().map(|t| {
-            Template::render_text(
-                t,
-                &Vars {
-                    args: &job.args,
-                    seq: job.seq,
-                    slot: slot + 1,
-                    total: self.feed.total().unwrap_or(0),
-                },
-            )
-        });
         let display = r.command.display();
         report(Ended::Ran(Report {
             index: job.seq - 1,
@@ -398,7 +390,7 @@ impl<'a> Engine<'a> {
             exitval,
             signal,
             command: &display,
-            done: Done { capture: r.capture, tag, lens },
+            done: Done { capture: r.capture, tag: r.tag, lens },
         }))?;
         if !ok {
             self.check_halt(HaltOn::Fail, exitval, signal, &display);
