@@ -124,7 +124,7 @@ impl Starter {
     }
 
     fn ran(&mut self, ns: u64) {
-        self.avg_ns = if self.avg_ns == 0 { ns.max(1) } else { (self.avg_ns * 7 + ns) / 8 + 1 };
+        self.avg_ns = super::moving_avg(self.avg_ns, ns);
     }
 
     /// Whether this thread's tasks are short enough to start the next one early.

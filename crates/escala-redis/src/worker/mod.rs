@@ -115,6 +115,14 @@ pub(crate) struct Shared {
     avg_ns: AtomicU64,
 }
 
+/// The moving average of run times after a run of `ns` (`avg` 0: none yet); never 0.
+pub(crate) fn moving_avg(avg: u64, ns: u64) -> u64 {
+    match avg {
+        0 => ns.max(1),
+        avg => (avg.saturating_mul(7).saturating_add(ns) / 8).max(1),
+    }
+}
+
 /// Entries fetched ahead of the running ones cover about this much work per run thread,
 /// by the measured run time: many for tiny tasks (one `XREADGROUP` for many, W6), none for
 /// long ones, which would wait behind a busy run thread while other workers idle.
@@ -140,13 +148,8 @@ impl Shared {
 
     /// Records how long a run took.
     pub(crate) fn ran_for(&self, ns: u64) {
-        let ns = ns.max(1);
         // Run threads race here; a lost update only delays the average a little.
-        let avg = match self.avg_ns.load(Relaxed) {
-            0 => ns,
-            avg => (avg.saturating_mul(7).saturating_add(ns)) / 8,
-        };
-        self.avg_ns.store(avg.max(1), Relaxed);
+        self.avg_ns.store(moving_avg(self.avg_ns.load(Relaxed), ns), Relaxed);
     }
 
     /// Waits until fewer than [`capacity`](Self::capacity) entries are held; returns how
