@@ -1,10 +1,12 @@
 //! W3, interleaved: serial, escala `ProcessPool` and `ThreadPool` (2 workers), and two plain
 //! `std::thread`s splitting the work (the ceiling on this machine), one after the other in
 //! each round, so a noisy machine slows all of them alike. Prints the median speed-ups
-//! (`serial ÷ x` per round) and the CPU time each spent (from `/proc`, in clock ticks: the
-//! pool's workers and the parent separately), which tells overhead from idle time.
+//! (`serial ÷ x` per round) and the CPU time the ProcessPool spent beyond the serial run's
+//! (from `/proc`: the pool's workers and the parent separately), which tells overhead from
+//! idle time and is far steadier than the speed-up on a noisy machine.
 //!
-//! `cargo run --release -p escala-benches --bin w3_probe -- [ROUNDS]` (default 21)
+//! `cargo run --release -p escala-benches --bin w3_probe -- [ROUNDS [procs]]` (default 21;
+//! `procs`: only the ProcessPool rounds, for profiling)
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -18,11 +20,15 @@ fn fib_task(n: u32) -> u64 {
     fib(n)
 }
 
-/// CPU time (user + system, in clock ticks) of a process so far: `self` or a pid.
-fn ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0)
+/// CPU time of a process so far, in ns: the sum over its threads (`/proc/PID/task/*/schedstat`,
+/// exact, unlike clock ticks, which miss the short runs of a pool's helper threads). `self`
+/// or a pid.
+fn cpu_ns(pid: &str) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn on_pool(pool: &impl Executor) -> u64 {
@@ -59,34 +65,39 @@ fn main() {
     let rounds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(21);
     let procs = ProcessPool::new(W2_WORKERS);
     wait_for_workers(&procs);
+    if std::env::args().nth(2).as_deref() == Some("procs") {
+        // Only the ProcessPool, submit and join (for `perf`).
+        for _ in 0..rounds {
+            assert_eq!(on_pool(&procs), W3_TASKS * fib(W3_N));
+        }
+        return;
+    }
     let threads = ThreadPool::new(W2_WORKERS);
     let pids: Vec<String> = procs.stats().processes.iter().map(|w| w.pid.to_string()).collect();
-    let workers = || pids.iter().map(|p| ticks(p)).sum::<u64>();
+    let workers = || pids.iter().map(|p| cpu_ns(p)).sum::<u64>();
     let want = W3_TASKS * fib(W3_N);
     let (mut serial, mut pp, mut tp, mut th) = (vec![], vec![], vec![], vec![]);
     let (mut pm, mut tm) = (vec![], vec![]);
     let (mut pw, mut tw) = (vec![], vec![]);
-    let (mut cpu_serial, mut cpu_parent, mut cpu_workers, mut cpu_threads) = (0, 0, 0, 0);
+    let (mut cpu_serial, mut cpu_parent, mut cpu_workers) = (0, 0, 0);
     let timed = |f: &dyn Fn() -> u64| {
         let t = Instant::now();
         assert_eq!(f(), want);
         t.elapsed().as_secs_f64()
     };
     for _ in 0..rounds {
-        let c = ticks("self");
+        let c = cpu_ns("self");
         let s = timed(&|| (0..W3_TASKS).map(|_| fib(black_box(W3_N))).sum());
-        cpu_serial += ticks("self") - c;
-        let (c, w) = (ticks("self"), workers());
+        cpu_serial += cpu_ns("self") - c;
+        let (c, w) = (cpu_ns("self"), workers());
         let p = timed(&|| on_pool(&procs));
-        (cpu_parent, cpu_workers) = (cpu_parent + ticks("self") - c, cpu_workers + workers() - w);
+        (cpu_parent, cpu_workers) = (cpu_parent + cpu_ns("self") - c, cpu_workers + workers() - w);
         let t = timed(&|| on_pool(&threads));
         pm.push(s / timed(&|| map_on_pool(&procs)));
         tm.push(s / timed(&|| map_on_pool(&threads)));
         pw.push(s / timed(&|| wait_all_on_pool(&procs)));
         tw.push(s / timed(&|| wait_all_on_pool(&threads)));
-        let c = ticks("self");
         let h = timed(&two_threads);
-        cpu_threads += ticks("self") - c;
         serial.push(s);
         pp.push(s / p);
         tp.push(s / t);
@@ -101,7 +112,12 @@ fn main() {
     );
     println!("speed-up through map_tasks: ProcessPool {:.2}, ThreadPool {:.2}", median(pm), median(tm));
     println!("speed-up waiting for all at once: ProcessPool {:.2}, ThreadPool {:.2}", median(pw), median(tw));
+    let per_task = |ns: u64| ns as f64 / (rounds * W3_TASKS as usize) as f64 / 1e3;
     println!(
-        "CPU ticks: serial {cpu_serial}, ProcessPool workers {cpu_workers} + parent {cpu_parent}, two threads {cpu_threads}"
+        "CPU per task, µs: serial {:.1}; ProcessPool workers {:.1} + parent {:.1} (overhead {:.1}%)",
+        per_task(cpu_serial),
+        per_task(cpu_workers),
+        per_task(cpu_parent),
+        100.0 * (cpu_workers + cpu_parent) as f64 / cpu_serial as f64 - 100.0,
     );
 }

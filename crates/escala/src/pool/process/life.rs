@@ -20,7 +20,7 @@ use super::ledger::{self, Ledger};
 use super::settle::{finish, on_done, on_replies};
 use super::slot::{Ended, Io, Slot};
 use super::wire::{Bytes, FromWorker, FromWorkerRef, PROTOCOL, ToWorkerRef, push_frame};
-use super::writer::writer_main;
+use super::writer::{Sender, writer_main};
 use crate::error::ErrorKind;
 use crate::events::{self, EventKind};
 use crate::process::frame::{self, FrameKind};
@@ -184,6 +184,7 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
     if writer.is_err() {
         child_slot.signal(Signal::SIGKILL);
     }
+    let mut sender = Sender::default();
     // Replies are decoded in place, from one reused buffer.
     let mut buf = Vec::with_capacity(64 << 10);
     while let Ok(true) = frame::read_frame_into(&mut reader, FrameKind::FromWorker, max + ENVELOPE, &mut buf)
@@ -198,6 +199,10 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
         if !in_protocol {
             child_slot.signal(Signal::SIGKILL); // out of protocol: this worker cannot be trusted
             break;
+        }
+        if reader.buffer().is_empty() {
+            // The replies at hand are settled: refill the room they freed.
+            sender.refill(pool, slot, &io.sock);
         }
     }
     slot.lock().alive = false;

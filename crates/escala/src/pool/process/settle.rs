@@ -136,7 +136,6 @@ pub(super) fn on_done(pool: &Arc<Shared>, slot: &Slot, id: u64, reply: ReplyRef<
         st.timed_out = None;
     }
     after_tasks(pool, slot, &mut st, 1, now, true);
-    slot.wake_writer(&mut st);
     drop(st);
     slot.stats.record(took);
     measure(slot, took, 1);
@@ -193,7 +192,6 @@ pub(super) fn on_replies(
         _ => None,
     };
     after_tasks(pool, slot, &mut st, u64::from(count), now, done);
-    slot.wake_writer(&mut st);
     drop(st);
     slot.stats.record_n(took / count, u64::from(count));
     measure(slot, took, count);

@@ -1,17 +1,23 @@
-//! A worker's writer thread: takes jobs from the pool's queue while the worker has room,
-//! and sends each batch in one write — the deeper the queue, the bigger the batch.
+//! Sending jobs to a worker: take jobs from the pool's queue while the worker has room and
+//! send each batch in one write — the deeper the queue, the bigger the batch.
+//!
+//! Two threads send. The slot thread refills the worker right after reading its replies
+//! (the replies freed the room), so in a stream no thread wakes up just to send. The
+//! worker's writer thread is for when the queue is empty: it waits for work and sends it.
+//! W3 (`w3_probe` in `benches`): a wake-up of a writer per reply batch cost the pool a few
+//! percent of its speed-up, on two cores the workers fill.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
 
 use super::Shared;
 use super::batch::Work;
-use super::slot::arm_timeout;
+use super::slot::{Slot, State, arm_timeout};
 use super::wire::{Bytes, ToWorkerRef, push_frame};
 use crate::events::{self, EventKind};
 use crate::process::frame::FrameKind;
@@ -20,31 +26,159 @@ use crate::process::frame::FrameKind;
 /// is off; the wait ends at once when work or shutdown comes).
 const LONG_WAIT: Duration = Duration::from_secs(3600);
 
+/// One sending thread's buffers, reused from send to send.
+#[derive(Default)]
+pub(super) struct Sender {
+    buf: Vec<u8>,
+    batch: Vec<Work>,
+}
+
+/// What a send may add in flight, as (jobs, tasks), if the worker takes jobs. `worth`: only
+/// if enough room is free for a write to be worth it.
+fn room(pool: &Shared, slot: &Slot, st: &State, worth: bool) -> Option<(usize, usize)> {
+    if !st.alive || st.retiring {
+        return None;
+    }
+    let (jobs, mut tasks) = slot.room(st);
+    if let Some(max) = pool.cfg.max_tasks {
+        // Never send a worker more than it will run before it is recycled.
+        let left = max.saturating_sub(st.tasks + st.inflight_tasks as u64);
+        tasks = tasks.min(left as usize);
+    }
+    (jobs > 0 && tasks > 0 && (!worth || slot.worth_sending(st))).then_some((jobs, tasks))
+}
+
+impl Sender {
+    /// Sends `first` (if given) and as much more of the queue as the worker has room for, in
+    /// one write, holding the socket: jobs reach the worker in the order they join its
+    /// in-flight list, whichever thread sends them. Without `first`, sends only if the room
+    /// is worth a write. False if the worker takes no more jobs (`first` went back to the
+    /// queue) or is gone.
+    fn send(
+        &mut self,
+        pool: &Shared,
+        slot: &Slot,
+        mut out: MutexGuard<'_, UnixStream>,
+        first: Option<Work>,
+    ) -> bool {
+        let (room, taking) = {
+            let st = slot.lock();
+            (room(pool, slot, &st, first.is_none()), st.alive && !st.retiring)
+        };
+        let Some((jobs, tasks)) = room else {
+            if let Some(w) = first {
+                pool.queued.fetch_sub(w.len() as i64, SeqCst);
+                pool.put_back(w);
+            }
+            return taking;
+        };
+        let Some(first) = first.or_else(|| pool.rx.try_recv().ok()) else { return true };
+        // Near the end of the queue, each worker takes a share of what is left (half of an
+        // even split, as in guided scheduling), so no worker holds a long prefetch while
+        // another runs dry. W3's end: `w3_probe` in `benches`.
+        let left = usize::try_from(pool.queued.load(SeqCst)).unwrap_or(0);
+        let tasks = tasks.min((left / (2 * pool.slots.len())).max(1));
+        let mut taken = 0;
+        let mut next = Some(first);
+        while let Some(mut w) = next.take() {
+            if let (Work::Many(b), Some(_)) = (&mut w, pool.cfg.max_tasks) {
+                // Strict recycling: only the elements this worker will run.
+                let fit = tasks.saturating_sub(taken).max(1);
+                if b.len() > fit {
+                    let rest = b.split_off(b.from + fit as u32);
+                    pool.queued.fetch_sub(rest.len() as i64, SeqCst);
+                    pool.put_back(Work::Many(rest));
+                }
+            }
+            taken += w.len();
+            self.batch.push(w);
+            if self.batch.len() < jobs && taken < tasks {
+                next = pool.rx.try_recv().ok();
+            }
+        }
+        self.buf.clear();
+        let mut st = slot.lock();
+        if !st.alive || st.retiring {
+            drop(st);
+            for w in self.batch.drain(..) {
+                pool.queued.fetch_sub(w.len() as i64, SeqCst);
+                pool.put_back(w);
+            }
+            return false;
+        }
+        let now = Instant::now();
+        for w in self.batch.drain(..) {
+            pool.queued.fetch_sub(w.len() as i64, SeqCst);
+            match &w {
+                Work::One(p) => {
+                    // Cancelled while queued: its handle is resolved and counted already.
+                    if !p.sink.core().try_start() || p.sink.is_done() {
+                        continue;
+                    }
+                    let job = ToWorkerRef::Job { id: p.id, task: p.task, args: Bytes(&p.args) };
+                    push_frame(&mut self.buf, FrameKind::ToWorker, &job);
+                    p.sink.core().set_pid(st.pid);
+                    if st.inflight.is_empty() && events::enabled() {
+                        events::emit(p.sink.core(), EventKind::Started);
+                    }
+                }
+                Work::Many(b) => {
+                    // Its map was dropped: nobody wants these.
+                    if b.out.abandoned() {
+                        b.settle_all(&crate::error::ErrorKind::Cancelled, &pool.counts);
+                        continue;
+                    }
+                    let job = ToWorkerRef::Batch {
+                        id: b.id,
+                        task: b.task,
+                        first: b.from,
+                        args: Bytes(b.wire_args()),
+                    };
+                    push_frame(&mut self.buf, FrameKind::ToWorker, &job);
+                }
+            }
+            if st.inflight.is_empty() {
+                st.front_since = now;
+                arm_timeout(pool, slot.index, w.id(), now);
+            }
+            st.inflight_tasks += w.len();
+            st.inflight.push_back(w);
+        }
+        drop(st);
+        // The worker is gone if this fails; its slot settles what it held.
+        self.buf.is_empty() || out.write_all(&self.buf).is_ok()
+    }
+
+    /// The slot thread's refill after a reply: sends what the queue holds if the worker has
+    /// room worth a write, without waiting for work or for the socket (a send in progress
+    /// is the writer's, which looks for room again after it). The writer is woken when there
+    /// is something only it does: wait for work, or end the worker.
+    pub(super) fn refill(&mut self, pool: &Shared, slot: &Slot, sock: &Mutex<UnixStream>) {
+        if let Ok(out) = sock.try_lock() {
+            self.send(pool, slot, out, None);
+        }
+        slot.wake_writer(&mut slot.lock());
+    }
+}
+
 pub(super) fn writer_main(pool: &Arc<Shared>, idx: usize, sock: &Mutex<UnixStream>, stop: &Receiver<()>) {
     let slot = &pool.slots[idx];
-    let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
-    let mut batch: Vec<Work> = Vec::new();
+    let mut sender = Sender::default();
     'work: loop {
-        // Wait for room in flight: (jobs, tasks).
-        let (jobs, tasks) = {
+        // Wait for room in flight.
+        {
             let mut st = slot.lock();
             loop {
                 if !st.alive || st.retiring {
                     break 'work;
                 }
-                let (jobs, mut tasks) = slot.room(&st);
-                if let Some(max) = pool.cfg.max_tasks {
-                    // Never send a worker more than it will run before it is recycled.
-                    let left = max.saturating_sub(st.tasks + st.inflight_tasks as u64);
-                    tasks = tasks.min(left as usize);
-                }
-                if jobs > 0 && tasks > 0 && slot.worth_sending(&st) {
-                    break (jobs, tasks);
+                if room(pool, slot, &st, true).is_some() {
+                    break;
                 }
                 st.writer_waiting = true;
                 st = slot.room.wait(st).unwrap_or_else(|e| e.into_inner());
             }
-        };
+        }
         let idle = pool.cfg.idle.unwrap_or(LONG_WAIT);
         let first = select! {
             recv(pool.rx) -> p => p.expect("the queue's sender lives in the pool"),
@@ -69,80 +203,8 @@ pub(super) fn writer_main(pool: &Arc<Shared>, idx: usize, sock: &Mutex<UnixStrea
                 continue 'work;
             }
         };
-        // Near the end of the queue, each worker takes a share of what is left (half of an
-        // even split, as in guided scheduling), so no worker holds a long prefetch while
-        // another runs dry. W3's end: `w3_probe` in `benches`.
-        let left = usize::try_from(pool.queued.load(SeqCst)).unwrap_or(0);
-        let tasks = tasks.min((left / (2 * pool.slots.len())).max(1));
-        let mut taken = 0;
-        let mut next = Some(first);
-        while let Some(mut w) = next.take() {
-            if let (Work::Many(b), Some(_)) = (&mut w, pool.cfg.max_tasks) {
-                // Strict recycling: only the elements this worker will run.
-                let fit = tasks.saturating_sub(taken).max(1);
-                if b.len() > fit {
-                    let rest = b.split_off(b.from + fit as u32);
-                    pool.queued.fetch_sub(rest.len() as i64, SeqCst);
-                    pool.put_back(Work::Many(rest));
-                }
-            }
-            taken += w.len();
-            batch.push(w);
-            if batch.len() < jobs && taken < tasks {
-                next = pool.rx.try_recv().ok();
-            }
-        }
-        buf.clear();
-        let mut st = slot.lock();
-        if !st.alive || st.retiring {
-            drop(st);
-            for w in batch.drain(..) {
-                pool.queued.fetch_sub(w.len() as i64, SeqCst);
-                pool.put_back(w);
-            }
+        if !sender.send(pool, slot, sock.lock().unwrap_or_else(|e| e.into_inner()), Some(first)) {
             break;
-        }
-        let now = Instant::now();
-        for w in batch.drain(..) {
-            pool.queued.fetch_sub(w.len() as i64, SeqCst);
-            match &w {
-                Work::One(p) => {
-                    // Cancelled while queued: its handle is resolved and counted already.
-                    if !p.sink.core().try_start() || p.sink.is_done() {
-                        continue;
-                    }
-                    let job = ToWorkerRef::Job { id: p.id, task: p.task, args: Bytes(&p.args) };
-                    push_frame(&mut buf, FrameKind::ToWorker, &job);
-                    p.sink.core().set_pid(st.pid);
-                    if st.inflight.is_empty() && events::enabled() {
-                        events::emit(p.sink.core(), EventKind::Started);
-                    }
-                }
-                Work::Many(b) => {
-                    // Its map was dropped: nobody wants these.
-                    if b.out.abandoned() {
-                        b.settle_all(&crate::error::ErrorKind::Cancelled, &pool.counts);
-                        continue;
-                    }
-                    let job = ToWorkerRef::Batch {
-                        id: b.id,
-                        task: b.task,
-                        first: b.from,
-                        args: Bytes(b.wire_args()),
-                    };
-                    push_frame(&mut buf, FrameKind::ToWorker, &job);
-                }
-            }
-            if st.inflight.is_empty() {
-                st.front_since = now;
-                arm_timeout(pool, idx, w.id(), now);
-            }
-            st.inflight_tasks += w.len();
-            st.inflight.push_back(w);
-        }
-        drop(st);
-        if !buf.is_empty() && sock.lock().unwrap_or_else(|e| e.into_inner()).write_all(&buf).is_err() {
-            break; // the worker is gone; its slot settles what it held
         }
     }
     // No more jobs for this worker: it finishes what it holds and exits on EOF.
