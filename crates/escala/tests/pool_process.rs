@@ -268,6 +268,11 @@ fn bytes_of(n: usize) -> Vec<u8> {
     vec![7; n]
 }
 
+#[escala::task]
+fn reversed(bytes: Vec<u8>) -> Vec<u8> {
+    bytes.into_iter().rev().collect()
+}
+
 // ---------------------------------------------------------------------------------------
 // main: worker / scenario / harness
 // ---------------------------------------------------------------------------------------
@@ -328,6 +333,7 @@ fn trials() -> Vec<Trial> {
         queue_reject_policy_refuses_when_full,
         queue_block_policy_waits_for_room,
         queue_caller_runs_policy_runs_in_the_caller,
+        big_payloads_both_ways_never_stall,
         initializer_runs_in_every_worker_and_its_replacements,
         failing_initializer_resolves_callers_and_never_spins,
         oversized_args_and_results_are_codec_errors,
@@ -1287,6 +1293,25 @@ fn oversized_args_and_results_are_codec_errors() -> TestResult {
     assert!(e.is_codec() && e.to_string().contains("over the limit"), "{e}");
     assert_eq!(ok(pool.submit_task(bytes_of::call(100)), "small result")?.len(), 100);
     assert_eq!(ok(pool.submit_task(whoami::call()), "whoami")?, before, "a codec error cost the worker");
+    Ok(())
+}
+
+/// Big arguments and big results at once, more of both in flight than a socket holds: the
+/// pool writes jobs while the worker writes replies, and every byte comes back. (The
+/// unit test `a_full_socket_is_written_while_its_peer_is_read` in `writer.rs` forces the
+/// case where both sides would wait on each other.)
+fn big_payloads_both_ways_never_stall() -> TestResult {
+    let pool = TestPool::new(builder(1));
+    let size = 48 << 10;
+    let payload = |i: usize| (0..size).map(|k| (k * 31 + i) as u8).collect::<Vec<u8>>();
+    // Tasks about as long as their payloads take to encode: the pool sends several per write.
+    let handles: Vec<_> = (0..200).map(|i| pool.submit_task(reversed::call(payload(i)))).collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let got = ok(h, &format!("reversed #{i}"))?;
+        let mut want = payload(i);
+        want.reverse();
+        assert!(got == want, "task {i} came back with the wrong bytes");
+    }
     Ok(())
 }
 

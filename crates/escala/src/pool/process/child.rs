@@ -1,17 +1,19 @@
 //! The worker side of a process pool: what `escala::init()` does in a pool worker.
 //!
-//! A reader thread takes frames off the socket (jobs into a local queue; `Cancel` to the
-//! running job's token or the set of dropped jobs). The main thread runs jobs in arrival
-//! order. Jobs arrive many at a time (the parent writes as many as the worker may prefetch
-//! in one go). Each reply is staged in the worker's ledger (`stage.rs`) before the next job
-//! starts — from then on a crash cannot lose it — and what is staged goes out in one write
-//! when no job is at hand, at the end of a batch, or from the flusher thread while a job runs
-//! long.
+//! The main thread reads jobs off the job socket (its stdin) itself and runs them in
+//! arrival order; jobs arrive many at a time (the parent writes as many as the worker may
+//! prefetch in one go), so it takes them from its read buffer with no thread in between.
+//! Each reply is staged in the worker's ledger (`stage.rs`) before the next job starts —
+//! from then on a crash cannot lose it — and what is staged goes out in one write when no
+//! job is at hand, at the end of a batch, or from the flusher thread while a job runs long.
 //!
-//! The parent counts every `Cancel` it sends in the ledger before writing it; the reader
+//! `Cancel` and `CancelRange` come on a separate control socket (fd 4), read by the control
+//! thread, which sets the running job's token or marks prefetched jobs dropped: a cancel
+//! reaches a running task at once, and the stream of jobs wakes no second thread. The
+//! parent counts every cancel it sends in the ledger before writing it; the control thread
 //! counts those it handled. Before a job (or a batch's element) starts, the main thread
-//! waits for the reader to catch up if the counts differ, so a `Cancel` the parent sent
-//! before the job started always wins, at the price of an atomic load per job.
+//! waits for the control thread to catch up if the counts differ, so a cancel the parent
+//! sent before the job started always wins, at the price of an atomic load per job.
 
 use std::collections::HashSet;
 use std::io::{BufReader, BufWriter};
@@ -36,6 +38,10 @@ const BATCH_WAIT_NS: u64 = 5_000_000;
 /// Cap for the small frames around jobs (ids, names) on top of the argument cap.
 const ENVELOPE: usize = 64 << 10;
 
+/// Where a worker finds its control socket (`Cancel` and `CancelRange` frames), placed by
+/// the parent; the ledger is at fd 3 and jobs come on stdin.
+pub(super) const CONTROL_FD: i32 = 4;
+
 /// The job the main thread is running, so `Cancel` can reach its token.
 #[derive(Default)]
 struct Running {
@@ -47,20 +53,6 @@ struct Running {
     dropped: HashSet<u64>,
     /// Batch elements cancelled: (batch, from, to).
     ranges: Vec<(u64, u32, u32)>,
-}
-
-/// A job as the reader hands it to the main thread.
-enum Job {
-    One { id: u64, task: Arc<str>, args: Vec<u8> },
-    Batch { id: u64, task: Arc<str>, first: u32, args: Vec<u8> },
-}
-
-/// The task name of the last job, shared by the next ones of the same task.
-fn intern(last: &mut Option<Arc<str>>, name: &str) -> Arc<str> {
-    match last {
-        Some(a) if **a == *name => a.clone(),
-        _ => last.insert(Arc::from(name)).clone(),
-    }
 }
 
 /// A fresh token for running tasks with.
@@ -107,7 +99,10 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
         finish_process();
     }
 
-    let stage = Arc::new(Stage::new(out, ledger));
+    let stage = match Stage::new(out, ledger) {
+        Ok(s) => Arc::new(s),
+        Err(e) => fatal(&format!("cannot create the worker's flush timer: {e}")),
+    };
     let flusher = stage.clone();
     if std::thread::Builder::new()
         .name("escala-worker-flusher".into())
@@ -124,87 +119,38 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
         waiting: AtomicBool::new(false),
         closed: AtomicBool::new(false),
     });
-    let (jobs_tx, jobs) = crossbeam_channel::unbounded::<Job>();
+    let control = BufReader::with_capacity(4 << 10, open_control());
     let (r, i) = (running.clone(), intake.clone());
-    let reader_thread = std::thread::Builder::new().name("escala-worker-reader".into()).spawn(move || {
-        let mut buf = Vec::with_capacity(64 << 10);
-        let mut last = None;
-        'read: loop {
-            // Wait for bytes without taking them, then take and handle them under the lock.
-            if !wait_readable(reader.get_ref()) {
-                break;
-            }
-            let held = i.lock.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                let Ok(true) =
-                    frame::read_frame_into(&mut reader, FrameKind::ToWorker, max + ENVELOPE, &mut buf)
-                else {
-                    break 'read;
-                };
-                let Ok(msg) = postcard::from_bytes::<ToWorkerIn<'_>>(&buf) else { break 'read };
-                match msg {
-                    ToWorkerIn::Job { id, task, args } => {
-                        let job = Job::One { id, task: intern(&mut last, task), args: args.to_vec() };
-                        if jobs_tx.send(job).is_err() {
-                            break 'read;
-                        }
-                    }
-                    ToWorkerIn::Batch { id, task, first, args } => {
-                        let job =
-                            Job::Batch { id, task: intern(&mut last, task), first, args: args.to_vec() };
-                        if jobs_tx.send(job).is_err() {
-                            break 'read;
-                        }
-                    }
-                    ToWorkerIn::CancelRange { id, from, to } => {
-                        let mut run = r.lock().unwrap_or_else(|e| e.into_inner());
-                        if let Some(token) =
-                            run.token.as_ref().filter(|_| run.id == id && (from..to).contains(&run.elem))
-                        {
-                            token.cancel();
-                        }
-                        run.ranges.push((id, from, to));
-                        i.handled.fetch_add(1, Ordering::SeqCst);
-                    }
-                    ToWorkerIn::Cancel { id } => {
-                        let mut run = r.lock().unwrap_or_else(|e| e.into_inner());
-                        match &run.token {
-                            Some(token) if run.id == id && run.elem == u32::MAX => token.cancel(),
-                            _ => {
-                                run.dropped.insert(id);
-                            }
-                        }
-                        i.handled.fetch_add(1, Ordering::SeqCst);
-                    }
-                    ToWorkerIn::Hello { .. } => break 'read,
-                }
-                if reader.buffer().is_empty() {
-                    break;
-                }
-            }
-            drop(held);
-            if i.waiting.load(Ordering::SeqCst) {
-                i.moved.notify_all();
-            }
-        }
-        i.closed.store(true, Ordering::Release);
-        i.moved.notify_all();
-    });
-    if reader_thread.is_err() {
-        fatal("cannot start the worker's reader thread");
+    let control_thread = std::thread::Builder::new()
+        .name("escala-worker-control".into())
+        .spawn(move || read_control(control, &r, &i, max));
+    if control_thread.is_err() {
+        fatal("cannot start the worker's control thread");
     }
     let mut token = new_token();
     // The last task's registration: found once, not by name for every job.
-    let mut known: Option<(Arc<str>, Option<&'static task::Registration>)> = None;
+    let mut known: Option<(Box<str>, Option<&'static task::Registration>)> = None;
     let mut last_end = None;
-    while let Ok(job) = jobs.recv() {
-        let (id, name, args) = match job {
-            Job::One { id, task, args } => (id, task, args),
-            Job::Batch { id, task, first, args } => {
-                run_batch(&stage, &intake, &running, id, &task, first, &args, max);
+    let mut buf = Vec::with_capacity(64 << 10);
+    loop {
+        if reader.buffer().is_empty() && !readable_now(reader.get_ref()) {
+            // Nothing more at hand: send what is staged before waiting for jobs.
+            stage.lock().flush();
+            last_end = None;
+        }
+        let Ok(true) = frame::read_frame_into(&mut reader, FrameKind::ToWorker, max + ENVELOPE, &mut buf)
+        else {
+            break;
+        };
+        let (id, name, args) = match postcard::from_bytes::<ToWorkerIn<'_>>(&buf) {
+            Ok(ToWorkerIn::Job { id, task, args }) => (id, task, args),
+            Ok(ToWorkerIn::Batch { id, task, first, args }) => {
+                run_batch(&stage, &intake, &running, id, task, first, args, max);
                 last_end = None;
                 continue;
             }
+            // Out of protocol (cancels come on the control socket): stop here.
+            _ => break,
         };
         let cancels = stage.lock().cancels();
         catch_up(&intake, cancels);
@@ -219,23 +165,23 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
             run.dropped.remove(&id)
         };
         let reg = match &known {
-            Some((n, reg)) if Arc::ptr_eq(n, &name) => *reg,
-            _ => known.insert((name.clone(), task::lookup(&name))).1,
+            Some((n, reg)) if **n == *name => *reg,
+            _ => known.insert((name.into(), task::lookup(name))).1,
         };
         // Back to back, a job starts when the one before it ended: one clock read per job.
         let started = last_end.take().unwrap_or_else(std::time::Instant::now);
         let reply = match (dropped, reg) {
             (true, _) => Reply::Cancelled,
-            (false, Some(reg)) => (reg.invoke)(&args, token.clone()),
-            (false, None) => task::run_by_name(&name, &args, token.clone()),
+            (false, Some(reg)) => (reg.invoke)(args, token.clone()),
+            (false, None) => task::run_by_name(name, args, token.clone()),
         };
         let ended = std::time::Instant::now();
         let ns = ended.duration_since(started).as_nanos().min(u128::from(u64::MAX)) as u64;
         running.lock().unwrap_or_else(|e| e.into_inner()).token = None;
         let mut st = stage.lock();
         st.stage_done(id, cap_reply(reply, max as u64), ns, ended);
-        if jobs.is_empty() || st.due(ended) {
-            st.flush(); // nothing more at hand, or the oldest waited long enough: send now
+        if st.due(ended) {
+            st.flush(); // the oldest waited long enough: send now
         } else {
             stage.staged(&st);
             last_end = Some(ended);
@@ -243,6 +189,77 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
     }
     stage.close();
     finish_process();
+}
+
+/// The control thread: takes `Cancel` and `CancelRange` frames off the control socket, to
+/// the running job's token or the sets of dropped jobs and elements, and counts them.
+fn read_control(mut control: BufReader<UnixStream>, r: &Mutex<Running>, i: &Intake, max: usize) {
+    let mut buf = Vec::with_capacity(256);
+    'read: loop {
+        // Wait for bytes without taking them, then take and handle them under the lock.
+        if !wait_readable(control.get_ref()) {
+            break;
+        }
+        let held = i.lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let Ok(true) =
+                frame::read_frame_into(&mut control, FrameKind::ToWorker, max + ENVELOPE, &mut buf)
+            else {
+                break 'read;
+            };
+            match postcard::from_bytes::<ToWorkerIn<'_>>(&buf) {
+                Ok(ToWorkerIn::CancelRange { id, from, to }) => {
+                    let mut run = r.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(token) =
+                        run.token.as_ref().filter(|_| run.id == id && (from..to).contains(&run.elem))
+                    {
+                        token.cancel();
+                    }
+                    run.ranges.push((id, from, to));
+                }
+                Ok(ToWorkerIn::Cancel { id }) => {
+                    let mut run = r.lock().unwrap_or_else(|e| e.into_inner());
+                    match &run.token {
+                        Some(token) if run.id == id && run.elem == u32::MAX => token.cancel(),
+                        _ => {
+                            run.dropped.insert(id);
+                        }
+                    }
+                }
+                _ => break 'read, // jobs come on the job socket
+            }
+            i.handled.fetch_add(1, Ordering::SeqCst);
+            if control.buffer().is_empty() {
+                break;
+            }
+        }
+        drop(held);
+        if i.waiting.load(Ordering::SeqCst) {
+            i.moved.notify_all();
+        }
+    }
+    i.closed.store(true, Ordering::Release);
+    i.moved.notify_all();
+}
+
+/// The control socket the parent placed at [`CONTROL_FD`].
+fn open_control() -> UnixStream {
+    use std::os::fd::FromRawFd;
+    let fd = CONTROL_FD;
+    // SAFETY: F_GETFD only reads the fd's flags; it touches no memory of ours.
+    if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } < 0 {
+        fatal("a pool worker needs its control socket at fd 4");
+    }
+    // SAFETY: fd 4 is open (checked just above) and was placed there by the parent for this
+    // worker alone; nothing else in this process took ownership of it.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let is_socket = nix::sys::stat::fstat(&fd).is_ok_and(|st| {
+        nix::sys::stat::SFlag::from_bits_truncate(st.st_mode).contains(nix::sys::stat::SFlag::S_IFSOCK)
+    });
+    if !is_socket {
+        fatal("fd 4 of a pool worker is not its control socket");
+    }
+    UnixStream::from(fd)
 }
 
 /// The ledger the parent mapped for this worker at fd 3.
@@ -332,6 +349,20 @@ fn catch_up(intake: &Intake, cancels: u64) {
         held = intake.moved.wait_timeout(held, Duration::from_millis(5)).unwrap_or_else(|e| e.into_inner()).0;
     }
     intake.waiting.store(false, Ordering::SeqCst);
+}
+
+/// Whether the socket has bytes (or is closed) now, without waiting or taking any.
+fn readable_now(sock: &UnixStream) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    loop {
+        match recv(sock.as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => return false,
+            _ => return true,
+        }
+    }
 }
 
 /// Blocks until the socket has bytes (or is closed), without taking any. False on close.

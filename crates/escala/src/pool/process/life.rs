@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::Shared;
+use super::child::CONTROL_FD;
 use super::ledger::{self, Ledger};
 use super::settle::{finish, on_done, on_replies};
 use super::slot::{Ended, Io, Slot};
@@ -97,6 +98,10 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
         Ok(p) => p,
         Err(e) => return Ended::NoStart(format!("cannot create a socket pair: {e}")),
     };
+    let (ctl, ctl_theirs) = match UnixStream::pair() {
+        Ok(p) => p,
+        Err(e) => return Ended::NoStart(format!("cannot create a socket pair: {e}")),
+    };
     let (ledger, ledger_fd) = match Ledger::create() {
         Ok(l) => l,
         Err(e) => return Ended::NoStart(format!("cannot create the worker's ledger: {e}")),
@@ -110,22 +115,31 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
     if pool.cfg.stderr_tail > 0 {
         cmd.stderr(Stdio::piped());
     }
-    let raw = ledger_fd.as_raw_fd();
-    // SAFETY: the hook runs in the forked child before exec and only calls `dup2` and
-    // `fcntl`, which are async-signal-safe, on an fd this process owns (kept open by
-    // `ledger_fd` until `spawn` returns).
+    let (raw_ledger, raw_ctl) = (ledger_fd.as_raw_fd(), ctl_theirs.as_raw_fd());
+    // SAFETY: the hook runs in the forked child before exec and only calls `fcntl` and
+    // `dup2`, which are async-signal-safe, on fds this process owns (kept open by
+    // `ledger_fd` and `ctl_theirs` until `spawn` returns).
     unsafe {
         cmd.pre_exec(move || {
             use nix::libc;
-            let fd = ledger::WORKER_FD;
-            // `dup2` onto itself would keep close-on-exec set: clear it instead.
-            let ok = if raw == fd { libc::fcntl(fd, libc::F_SETFD, 0) } else { libc::dup2(raw, fd) };
-            if ok < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+            // Close-on-exec copies out of the way first (at 10 and up), so neither fd can
+            // land on the other's place; `dup2` then clears close-on-exec on the placed ones.
+            let ledger = libc::fcntl(raw_ledger, libc::F_DUPFD_CLOEXEC, 10);
+            let ctl = libc::fcntl(raw_ctl, libc::F_DUPFD_CLOEXEC, 10);
+            if ledger < 0
+                || ctl < 0
+                || libc::dup2(ledger, ledger::WORKER_FD) < 0
+                || libc::dup2(ctl, CONTROL_FD) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
         });
     }
     let spawned = cmd.spawn();
     drop(cmd);
     drop(ledger_fd);
+    drop(ctl_theirs);
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => return Ended::NoStart(format!("cannot re-execute this binary: {e}")),
@@ -159,7 +173,12 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
         }
         _ => return finish(pool, slot, &child_slot, &ledger, pid, tail, None),
     }
-    let io = Io { sock: Arc::new(Mutex::new(sock)), child: child_slot.clone(), ledger: ledger.clone() };
+    let io = Io {
+        sock: Arc::new(Mutex::new(sock)),
+        ctl: Arc::new(Mutex::new(ctl)),
+        child: child_slot.clone(),
+        ledger: ledger.clone(),
+    };
     {
         let mut st = slot.lock();
         st.alive = true;
@@ -187,22 +206,28 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
     let mut sender = Sender::default();
     // Replies are decoded in place, from one reused buffer.
     let mut buf = Vec::with_capacity(64 << 10);
-    while let Ok(true) = frame::read_frame_into(&mut reader, FrameKind::FromWorker, max + ENVELOPE, &mut buf)
-    {
-        let in_protocol = match postcard::from_bytes::<FromWorkerRef<'_>>(&buf) {
-            Ok(FromWorkerRef::Done { id, reply, ns }) => on_done(pool, slot, id, reply, ns),
-            Ok(FromWorkerRef::Replies { id, first, count, replies }) => {
-                on_replies(pool, slot, id, first, count, replies)
+    loop {
+        match read_reply(&mut reader, max, &mut buf, pool, slot) {
+            Some(true) => {}
+            Some(false) => {
+                child_slot.signal(Signal::SIGKILL); // out of protocol: this worker cannot be trusted
+                break;
             }
-            Ok(FromWorkerRef::Ready { .. }) | Err(_) => false,
-        };
-        if !in_protocol {
-            child_slot.signal(Signal::SIGKILL); // out of protocol: this worker cannot be trusted
-            break;
+            None => break,
         }
         if reader.buffer().is_empty() {
-            // The replies at hand are settled: refill the room they freed.
-            sender.refill(pool, slot, &io.sock);
+            // The replies at hand are settled: refill the room they freed. While the worker's
+            // socket is full, its replies are read (and settled) meanwhile: it may be blocked
+            // on writing them, not reading.
+            let mut drain = || match read_reply(&mut reader, max, &mut buf, pool, slot) {
+                Some(true) => true,
+                Some(false) => {
+                    child_slot.signal(Signal::SIGKILL);
+                    false
+                }
+                None => false,
+            };
+            sender.refill(pool, slot, &io.sock, &mut drain);
         }
     }
     slot.lock().alive = false;
@@ -212,6 +237,27 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
         let _ = w.join();
     }
     finish(pool, slot, &child_slot, &ledger, pid, tail, None)
+}
+
+/// Reads one reply frame and settles it: `None` at the end of the stream (or a broken frame),
+/// `Some(false)` for a frame out of protocol.
+fn read_reply(
+    reader: &mut BufReader<UnixStream>,
+    max: usize,
+    buf: &mut Vec<u8>,
+    pool: &Arc<Shared>,
+    slot: &Slot,
+) -> Option<bool> {
+    let Ok(true) = frame::read_frame_into(reader, FrameKind::FromWorker, max + ENVELOPE, buf) else {
+        return None;
+    };
+    Some(match postcard::from_bytes::<FromWorkerRef<'_>>(buf) {
+        Ok(FromWorkerRef::Done { id, reply, ns }) => on_done(pool, slot, id, reply, ns),
+        Ok(FromWorkerRef::Replies { id, first, count, replies }) => {
+            on_replies(pool, slot, id, first, count, replies)
+        }
+        Ok(FromWorkerRef::Ready { .. }) | Err(_) => false,
+    })
 }
 
 fn read_msg(r: &mut BufReader<UnixStream>, max: usize) -> Option<FromWorker> {

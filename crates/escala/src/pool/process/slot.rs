@@ -30,10 +30,13 @@ const PREFETCH_NS: u64 = 3 * super::stage::FLUSH_WAIT.as_nanos() as u64;
 /// Tasks in flight per worker at most.
 const MAX_TASKS: usize = 8192;
 
-/// The live worker's socket (write side, shared with `Cancel`), process and ledger.
+/// The live worker's sockets (write sides), process and ledger.
 #[derive(Clone)]
 pub(super) struct Io {
+    /// Jobs (the worker's replies come back on it, read by the slot thread).
     pub(super) sock: Arc<Mutex<UnixStream>>,
+    /// `Cancel` and `CancelRange`.
+    pub(super) ctl: Arc<Mutex<UnixStream>>,
     pub(super) child: Arc<ChildSlot>,
     pub(super) ledger: Arc<Ledger>,
 }
@@ -183,7 +186,7 @@ impl Slot {
             io.ledger.count_cancel();
             let mut buf = Vec::new();
             push_frame(&mut buf, FrameKind::ToWorker, msg);
-            let mut sock = io.sock.lock().unwrap_or_else(|e| e.into_inner());
+            let mut sock = io.ctl.lock().unwrap_or_else(|e| e.into_inner());
             let _ = std::io::Write::write_all(&mut *sock, &buf);
         }
     }

@@ -8,13 +8,18 @@
 //!
 //! Each send wakes the parent (and so takes a core from a worker on a small machine): in a
 //! stream of short tasks, replies go out about once per [`FLUSH_WAIT`], not once per task.
-//! The flusher sleeps with a deadline while replies are staged and is woken only when it is
-//! parked (nothing staged), so a stream costs it about one wake-up per send.
+//! The flusher sleeps on a timer (a `timerfd`) that the main thread sets when it stages the
+//! first reply after a send; each such staging moves it on, so in a stream of short jobs,
+//! which send their own replies, it never rings and the flusher never wakes (W3: it woke
+//! about once per send when it slept on a condition variable with a deadline).
 
 use std::io::{BufWriter, IoSlice, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use super::ledger::{self, Ledger};
 use super::wire::{FromWorker, RepliesHead};
@@ -70,8 +75,6 @@ pub(super) struct Staging {
     oldest: u64,
     /// When the oldest staged `Done` was staged (single jobs).
     oldest_at: Instant,
-    /// The flusher waits without a deadline: wake it when something is staged.
-    parked: bool,
     /// The pool times its tasks: element start times must be precise.
     timed: bool,
     closed: bool,
@@ -80,11 +83,13 @@ pub(super) struct Staging {
 /// The staging area, shared by the main thread and the flusher.
 pub(super) struct Stage {
     st: Mutex<Staging>,
-    staged: Condvar,
+    /// The flusher's alarm: rings when the oldest staged `Done` has waited the flush wait
+    /// and a bit.
+    alarm: TimerFd,
 }
 
 impl Stage {
-    pub(super) fn new(out: Out, ledger: Ledger) -> Stage {
+    pub(super) fn new(out: Out, ledger: Ledger) -> nix::Result<Stage> {
         let timed = ledger.timed();
         let st = Staging {
             out,
@@ -94,45 +99,54 @@ impl Stage {
             batch: None,
             oldest: 0,
             oldest_at: Instant::now(),
-            parked: false,
             timed,
             closed: false,
         };
-        Stage { st: Mutex::new(st), staged: Condvar::new() }
+        let alarm = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC)?;
+        Ok(Stage { st: Mutex::new(st), alarm })
+    }
+
+    /// Sets the alarm to ring in `after`.
+    fn arm(&self, after: Duration) {
+        let at = Expiration::OneShot(TimeSpec::from_duration(after));
+        // Cannot fail with a valid timer and time; if it did, the main thread still sends
+        // its replies, only later.
+        let _ = self.alarm.set(at, TimerSetTimeFlags::empty());
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Staging> {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Tells the flusher something was staged, if it waits without a deadline.
+    /// Sets the flusher's alarm when the first `Done` since the last send was staged
+    /// (setting it again moves it on: a stream of short jobs never lets it ring).
     pub(super) fn staged(&self, st: &Staging) {
-        if st.parked {
-            self.staged.notify_one();
+        if st.count == 1 && st.batch.is_none() {
+            self.arm(FLUSH_WAIT + FLUSHER_SLACK);
         }
     }
 
     /// The flusher thread: sends single jobs' replies staged longer than the flush wait and
     /// a bit (a long job runs; a stream of short ones sends its own). Batches send their own.
     pub(super) fn flusher(&self) {
-        let mut st = self.lock();
         loop {
+            if self.alarm.wait().is_err() {
+                return;
+            }
+            let mut st = self.lock();
             if st.closed {
                 return;
             }
             if st.count == 0 || st.batch.is_some() {
-                st.parked = true;
-                st = self.staged.wait(st).unwrap_or_else(|e| e.into_inner());
-                st.parked = false;
-                continue;
+                continue; // sent meanwhile: the next staging sets the alarm
             }
             let due = st.oldest_at + FLUSH_WAIT + FLUSHER_SLACK;
             let now = Instant::now();
             if now >= due {
                 st.flush();
-                continue;
+            } else {
+                self.arm(due - now);
             }
-            st = self.staged.wait_timeout(st, due - now).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 
@@ -141,7 +155,7 @@ impl Stage {
         let mut st = self.lock();
         st.flush();
         st.closed = true;
-        self.staged.notify_all();
+        self.arm(Duration::from_nanos(1));
     }
 }
 

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::task::Reply;
 
 /// Version of the pool protocol (the messages below), checked by the worker in `Hello`.
-/// 2 added `Batch`, `CancelRange` and `Replies`, and the ledger.
-pub(crate) const PROTOCOL: u8 = 2;
+/// 2 added `Batch`, `CancelRange` and `Replies`, and the ledger; 3 moved `Cancel` and
+/// `CancelRange` to the control socket.
+pub(crate) const PROTOCOL: u8 = 3;
 
 /// Parent to worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

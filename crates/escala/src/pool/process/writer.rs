@@ -58,8 +58,9 @@ impl Sender {
         &mut self,
         pool: &Shared,
         slot: &Slot,
-        mut out: MutexGuard<'_, UnixStream>,
+        out: MutexGuard<'_, UnixStream>,
         first: Option<Work>,
+        write: &mut dyn FnMut(&UnixStream, &[u8]) -> bool,
     ) -> bool {
         let (room, taking) = {
             let st = slot.lock();
@@ -146,19 +147,61 @@ impl Sender {
         }
         drop(st);
         // The worker is gone if this fails; its slot settles what it held.
-        self.buf.is_empty() || out.write_all(&self.buf).is_ok()
+        self.buf.is_empty() || write(&out, &self.buf)
     }
 
     /// The slot thread's refill after a reply: sends what the queue holds if the worker has
     /// room worth a write, without waiting for work or for the socket (a send in progress
-    /// is the writer's, which looks for room again after it). The writer is woken when there
-    /// is something only it does: wait for work, or end the worker.
-    pub(super) fn refill(&mut self, pool: &Shared, slot: &Slot, sock: &Mutex<UnixStream>) {
+    /// is the writer's, which looks for room again after it). While the socket is full,
+    /// `drain` reads and settles one of the worker's replies (false: the worker is gone). The
+    /// writer is woken when there is something only it does: wait for work, or end the
+    /// worker.
+    pub(super) fn refill(
+        &mut self,
+        pool: &Shared,
+        slot: &Slot,
+        sock: &Mutex<UnixStream>,
+        drain: &mut dyn FnMut() -> bool,
+    ) {
         if let Ok(out) = sock.try_lock() {
-            self.send(pool, slot, out, None);
+            self.send(pool, slot, out, None, &mut |sock, buf| write_draining(sock, buf, drain));
         }
         slot.wake_writer(&mut slot.lock());
     }
+}
+
+/// Writes `buf` without blocking on a full socket: while it is full, reads what the worker
+/// sent (`drain`), since a worker blocked on writing its replies reads no jobs. False when
+/// the worker is gone.
+fn write_draining(sock: &UnixStream, buf: &[u8], drain: &mut dyn FnMut() -> bool) -> bool {
+    use nix::errno::Errno;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::socket::{MsgFlags, send};
+    use std::os::fd::{AsFd, AsRawFd};
+    let mut off = 0;
+    while off < buf.len() {
+        match send(sock.as_raw_fd(), &buf[off..], MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => off += n,
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN | PollFlags::POLLOUT)];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {
+                        let ready = fds[0].revents().unwrap_or(PollFlags::empty());
+                        if ready.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+                            && !drain()
+                        {
+                            return false;
+                        }
+                    }
+                    Err(Errno::EINTR) => {}
+                    Err(_) => return false,
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 pub(super) fn writer_main(pool: &Arc<Shared>, idx: usize, sock: &Mutex<UnixStream>, stop: &Receiver<()>) {
@@ -203,10 +246,57 @@ pub(super) fn writer_main(pool: &Arc<Shared>, idx: usize, sock: &Mutex<UnixStrea
                 continue 'work;
             }
         };
-        if !sender.send(pool, slot, sock.lock().unwrap_or_else(|e| e.into_inner()), Some(first)) {
+        let out = sock.lock().unwrap_or_else(|e| e.into_inner());
+        if !sender.send(pool, slot, out, Some(first), &mut |mut sock: &UnixStream, buf: &[u8]| {
+            sock.write_all(buf).is_ok()
+        }) {
             break;
         }
     }
     // No more jobs for this worker: it finishes what it holds and exits on EOF.
     let _ = sock.lock().unwrap_or_else(|e| e.into_inner()).shutdown(std::net::Shutdown::Write);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use super::write_draining;
+
+    /// The peer writes 4 MiB before it reads anything: a plain blocking write of 4 MiB to
+    /// it would wait for ever (each side waits for the other to read). Draining its bytes
+    /// meanwhile lets both writes finish.
+    #[test]
+    fn a_full_socket_is_written_while_its_peer_is_read() {
+        const SIZE: usize = 4 << 20;
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let peer = std::thread::spawn(move || {
+            let mut theirs = theirs;
+            theirs.write_all(&vec![1u8; SIZE]).unwrap();
+            let mut got = vec![0u8; SIZE];
+            theirs.read_exact(&mut got).unwrap();
+            got.iter().all(|&b| b == 2)
+        });
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let mut reader = ours.try_clone().unwrap();
+            let mut drained = 0;
+            let mut chunk = vec![0u8; 64 << 10];
+            let mut drain = || match reader.read(&mut chunk) {
+                Ok(n) if n > 0 => {
+                    drained += n;
+                    true
+                }
+                _ => false,
+            };
+            let wrote = write_draining(&ours, &vec![2u8; SIZE], &mut drain);
+            let _ = done_tx.send((wrote, drained));
+        });
+        let (wrote, drained) = done.recv_timeout(Duration::from_secs(20)).expect("the write did not finish");
+        assert!(wrote, "the write failed");
+        assert!(drained > 0, "nothing was drained: the test did not fill both directions");
+        assert!(peer.join().unwrap(), "the peer read other bytes than were written");
+    }
 }
