@@ -1,5 +1,5 @@
 //! W3, interleaved: serial, escala `ProcessPool` and `ThreadPool` (2 workers), and two plain
-//! `std::thread`s splitting the work (the ceiling on this machine), one after the other in
+//! `std::thread`s splitting the work and a 2-thread rayon pool (the ceiling on this machine), one after the other in
 //! each round, so a noisy machine slows all of them alike. Prints the median speed-ups
 //! (`serial ÷ x` per round) and the CPU time the ProcessPool spent beyond the serial run's
 //! (from `/proc`: the pool's workers and the parent separately), which tells overhead from
@@ -47,12 +47,25 @@ fn map_on_pool(pool: &impl Executor) -> u64 {
     pool.map_tasks(calls).map(|out| out.expect("fib task")).sum()
 }
 
-fn two_threads() -> u64 {
+/// CPU time of the calling thread so far, in ns.
+fn thread_cpu_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).expect("thread CPU clock");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+/// The work split over two plain threads: the sum, and the CPU time the two threads used.
+fn two_threads() -> (u64, u64) {
     std::thread::scope(|s| {
-        let half = || (0..W3_TASKS / 2).map(|_| fib(black_box(W3_N))).sum::<u64>();
+        let half = || ((0..W3_TASKS / 2).map(|_| fib(black_box(W3_N))).sum::<u64>(), thread_cpu_ns());
         let (a, b) = (s.spawn(half), s.spawn(half));
-        a.join().expect("thread") + b.join().expect("thread")
+        let ((x, cx), (y, cy)) = (a.join().expect("thread"), b.join().expect("thread"));
+        (x + y, cx + cy)
     })
+}
+
+fn on_rayon(pool: &rayon::ThreadPool) -> u64 {
+    use rayon::prelude::*;
+    pool.install(|| (0..W3_TASKS).into_par_iter().map(|_| fib(black_box(W3_N))).sum())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -66,20 +79,35 @@ fn main() {
     let procs = ProcessPool::new(W2_WORKERS);
     wait_for_workers(&procs);
     if std::env::args().nth(2).as_deref() == Some("procs") {
-        // Only the ProcessPool, submit and join (for `perf`).
+        // Only the ProcessPool, submit and join (for `perf`), back to back; the speed-up
+        // against serial rounds run before them.
+        let serial: Vec<f64> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                assert_eq!((0..W3_TASKS).map(|_| fib(black_box(W3_N))).sum::<u64>(), W3_TASKS * fib(W3_N));
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        let (c, s) = (cpu_ns("self"), median(serial));
+        let mut pp = vec![];
         for _ in 0..rounds {
+            let t = Instant::now();
             assert_eq!(on_pool(&procs), W3_TASKS * fib(W3_N));
+            pp.push(s / t.elapsed().as_secs_f64());
         }
+        let parent = (cpu_ns("self") - c) as f64 / (rounds as u64 * W3_TASKS) as f64 / 1e3;
+        println!("ProcessPool back to back: speed-up {:.2}, parent CPU per task {parent:.1} µs", median(pp));
         return;
     }
     let threads = ThreadPool::new(W2_WORKERS);
+    let rayon = rayon::ThreadPoolBuilder::new().num_threads(W2_WORKERS).build().expect("rayon pool");
     let pids: Vec<String> = procs.stats().processes.iter().map(|w| w.pid.to_string()).collect();
     let workers = || pids.iter().map(|p| cpu_ns(p)).sum::<u64>();
     let want = W3_TASKS * fib(W3_N);
     let (mut serial, mut pp, mut tp, mut th) = (vec![], vec![], vec![], vec![]);
     let (mut pm, mut tm) = (vec![], vec![]);
-    let (mut pw, mut tw) = (vec![], vec![]);
-    let (mut cpu_serial, mut cpu_parent, mut cpu_workers) = (0, 0, 0);
+    let (mut pw, mut tw, mut ry) = (vec![], vec![], vec![]);
+    let (mut cpu_serial, mut cpu_parent, mut cpu_workers, mut cpu_threads) = (0, 0, 0, 0);
     let timed = |f: &dyn Fn() -> u64| {
         let t = Instant::now();
         assert_eq!(f(), want);
@@ -97,7 +125,14 @@ fn main() {
         tm.push(s / timed(&|| map_on_pool(&threads)));
         pw.push(s / timed(&|| wait_all_on_pool(&procs)));
         tw.push(s / timed(&|| wait_all_on_pool(&threads)));
-        let h = timed(&two_threads);
+        let cpu = std::cell::Cell::new(0);
+        let h = timed(&|| {
+            let (sum, c) = two_threads();
+            cpu.set(c);
+            sum
+        });
+        cpu_threads += cpu.get();
+        ry.push(s / timed(&|| on_rayon(&rayon)));
         serial.push(s);
         pp.push(s / p);
         tp.push(s / t);
@@ -105,17 +140,19 @@ fn main() {
     }
     println!("W3 interleaved, {rounds} rounds, median serial {:.1} ms", median(serial) * 1e3);
     println!(
-        "speed-up: ProcessPool {:.2}, ThreadPool {:.2}, two threads {:.2}",
+        "speed-up: ProcessPool {:.2}, ThreadPool {:.2}, two threads {:.2}, rayon {:.2}",
         median(pp),
         median(tp),
-        median(th)
+        median(th),
+        median(ry)
     );
     println!("speed-up through map_tasks: ProcessPool {:.2}, ThreadPool {:.2}", median(pm), median(tm));
     println!("speed-up waiting for all at once: ProcessPool {:.2}, ThreadPool {:.2}", median(pw), median(tw));
     let per_task = |ns: u64| ns as f64 / (rounds * W3_TASKS as usize) as f64 / 1e3;
     println!(
-        "CPU per task, µs: serial {:.1}; ProcessPool workers {:.1} + parent {:.1} (overhead {:.1}%)",
+        "CPU per task, µs: serial {:.1}; two threads {:.1}; ProcessPool workers {:.1} + parent {:.1} (overhead {:.1}%)",
         per_task(cpu_serial),
+        per_task(cpu_threads),
         per_task(cpu_workers),
         per_task(cpu_parent),
         100.0 * (cpu_workers + cpu_parent) as f64 / cpu_serial as f64 - 100.0,

@@ -337,6 +337,7 @@ fn trials() -> Vec<Trial> {
         initializer_runs_in_every_worker_and_its_replacements,
         failing_initializer_resolves_callers_and_never_spins,
         oversized_args_and_results_are_codec_errors,
+        pool_threads_run_batch_and_workers_keep_the_callers_policy,
         // crash isolation
         abort_is_worker_lost_sigabrt_and_spares_the_other_tasks,
         sigkill_is_worker_lost_and_the_worker_is_replaced,
@@ -405,6 +406,12 @@ fn proc_stat(pid: u32) -> Option<(char, u32)> {
     let state = it.next()?.chars().next()?;
     let ppid = it.next()?.parse().ok()?;
     Some((state, ppid))
+}
+
+/// Scheduling policy (field 41 of a `stat` file: 0 normal, 3 batch) of a process or thread.
+fn sched_policy(stat: &str) -> Option<u32> {
+    let s = std::fs::read_to_string(stat).ok()?;
+    s.rsplit_once(") ")?.1.split_whitespace().nth(38)?.parse().ok()
 }
 
 fn is_zombie(pid: u32) -> bool {
@@ -1068,6 +1075,32 @@ fn dropping_the_pool_finishes_queued_work() -> TestResult {
     for (i, h) in hs.into_iter().enumerate() {
         assert!(h.is_done(), "task {i} not done after the pool was dropped");
         assert_eq!(h.join().map_err(|e| e.to_string())?.0, i as u64);
+    }
+    Ok(())
+}
+
+fn pool_threads_run_batch_and_workers_keep_the_callers_policy() -> TestResult {
+    const BATCH: u32 = 3;
+    let caller = sched_policy("/proc/thread-self/stat").ok_or("no policy in /proc/thread-self/stat")?;
+    let pool = TestPool::new(builder(2).name("batchy"));
+    let pids = wait_workers(&pool, 2, &[])?;
+    assert_eq!(ok(pool.submit_task(square::call(7)), "square")?, 49);
+    // The slot threads `batchy-0`, `batchy-1` and the threads they started (writers, stderr).
+    let mut ours = vec![];
+    for t in std::fs::read_dir("/proc/self/task")? {
+        let dir = t?.path();
+        let comm = std::fs::read_to_string(dir.join("comm"))?;
+        if comm.starts_with("batchy-") {
+            ours.push((comm.trim().to_string(), sched_policy(&dir.join("stat").to_string_lossy())));
+        }
+    }
+    let slots = ours.iter().filter(|(c, _)| c == "batchy-0" || c == "batchy-1").count();
+    assert!(slots >= 2, "slot threads not found: {ours:?}");
+    // A normal caller's pool threads move to batch; a caller under another policy keeps it.
+    let want = if caller == 0 { BATCH } else { caller };
+    assert!(ours.iter().all(|(_, p)| *p == Some(want)), "pool threads' policies: {ours:?}");
+    for pid in pids {
+        assert_eq!(sched_policy(&format!("/proc/{pid}/stat")), Some(caller), "worker {pid}'s policy");
     }
     Ok(())
 }

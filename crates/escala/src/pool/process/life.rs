@@ -18,6 +18,7 @@ use nix::sys::signal::Signal;
 use super::Shared;
 use super::child::CONTROL_FD;
 use super::ledger::{self, Ledger};
+use super::sched::{self, Policy};
 use super::settle::{finish, on_done, on_replies};
 use super::slot::{Ended, Io, Slot};
 use super::wire::{Bytes, FromWorker, FromWorkerRef, PROTOCOL, ToWorkerRef, push_frame};
@@ -34,6 +35,8 @@ const ENVELOPE: usize = 64 << 10;
 /// The slot thread: keeps one worker alive until the pool has no work left.
 pub(super) fn slot_main(pool: Arc<Shared>, idx: usize) {
     let slot = &pool.slots[idx];
+    // Replies and refills wait for a busy CPU's slice to end rather than preempt a worker.
+    let policy = sched::to_batch();
     let mut deaths: VecDeque<Instant> = VecDeque::new();
     let mut backoff = Duration::ZERO;
     let mut first = true;
@@ -46,7 +49,7 @@ pub(super) fn slot_main(pool: Arc<Shared>, idx: usize) {
             let g = pool.nap.0.lock().unwrap_or_else(|e| e.into_inner());
             let _ = pool.nap.1.wait_timeout_while(g, backoff, |_| !pool.is_closed());
         }
-        let ended = incarnation(&pool, slot);
+        let ended = incarnation(&pool, slot, policy);
         if matches!(ended, Ended::Clean) {
             backoff = Duration::ZERO;
             continue;
@@ -92,7 +95,7 @@ pub(super) fn slot_main(pool: Arc<Shared>, idx: usize) {
 }
 
 /// Runs one worker process from spawn to reap.
-fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
+fn incarnation(pool: &Arc<Shared>, slot: &Slot, policy: Option<Policy>) -> Ended {
     let max = pool.cfg.max_frame;
     let (ours, theirs) = match UnixStream::pair() {
         Ok(p) => p,
@@ -116,12 +119,16 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot) -> Ended {
         cmd.stderr(Stdio::piped());
     }
     let (raw_ledger, raw_ctl) = (ledger_fd.as_raw_fd(), ctl_theirs.as_raw_fd());
-    // SAFETY: the hook runs in the forked child before exec and only calls `fcntl` and
-    // `dup2`, which are async-signal-safe, on fds this process owns (kept open by
+    // SAFETY: the hook runs in the forked child before exec and only calls `fcntl`, `dup2`
+    // and `sched_setscheduler`, which are async-signal-safe, on fds this process owns (kept open by
     // `ledger_fd` and `ctl_theirs` until `spawn` returns).
     unsafe {
         cmd.pre_exec(move || {
             use nix::libc;
+            // The worker runs under the policy the slot thread had, not its SCHED_BATCH.
+            if let Some(p) = policy {
+                p.restore()?;
+            }
             // Close-on-exec copies out of the way first (at 10 and up), so neither fd can
             // land on the other's place; `dup2` then clears close-on-exec on the placed ones.
             let ledger = libc::fcntl(raw_ledger, libc::F_DUPFD_CLOEXEC, 10);

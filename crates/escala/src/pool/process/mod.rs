@@ -9,6 +9,7 @@ mod ledger;
 mod life;
 mod map;
 mod pending;
+mod sched;
 mod settle;
 mod shared;
 mod slot;
