@@ -23,10 +23,13 @@ use crate::process::frame::FrameKind;
 pub(super) const WHOLE: u32 = u32::MAX;
 /// Jobs (single tasks or batches) in flight per worker at most.
 const MAX_ITEMS: usize = 256;
-/// Work prefetched per worker, in ns of measured task time: three times the worker's reply
-/// wait (`stage::FLUSH_WAIT`), so the refill a reply triggers lands before the worker runs
-/// dry. W3 with 1 ms: a tenth slower than with 3 ms (`w3_probe` in `benches`).
-const PREFETCH_NS: u64 = 3 * super::stage::FLUSH_WAIT.as_nanos() as u64;
+/// Work prefetched per worker, in ns of measured task time: twice the worker's reply wait
+/// (`stage::FLUSH_WAIT`), so the refill a reply triggers lands before the worker runs dry,
+/// while the end of a stream finds little work held by one worker as the other idles.
+/// W3 (`w3_probe` in `benches`, 8 alternated runs, medians): with 2 ms the speed-up is
+/// 1.86 / 1.895 / 1.865 (join each / map / wait all), with 3 ms 1.83 / 1.82 / 1.85; with 1 ms
+/// it was a tenth slower (measured before the slot thread sent refills).
+const PREFETCH_NS: u64 = 2 * super::stage::FLUSH_WAIT.as_nanos() as u64;
 /// Tasks in flight per worker at most.
 const MAX_TASKS: usize = 8192;
 
@@ -126,7 +129,7 @@ impl Slot {
         self.avg_ns.load(Relaxed)
     }
 
-    /// Room in flight, as (jobs, tasks): enough tasks to cover ~3 ms of work, at least one
+    /// Room in flight, as (jobs, tasks): enough tasks to cover ~2 ms of work, at least one
     /// (one until a task time has been measured, so a long first task holds nothing back),
     /// in at most 256 jobs.
     pub(super) fn room(&self, st: &State) -> (usize, usize) {
