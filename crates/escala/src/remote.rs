@@ -128,7 +128,7 @@ pub fn run_registered(name: &str, args: &[u8]) -> Result<Vec<u8>, ErrorKind> {
 /// assert_eq!(escala::remote::decode::<String>(&out.unwrap()).unwrap(), "stopped");
 /// ```
 pub fn run_registered_with(name: &str, args: &[u8], token: crate::CancelToken) -> Result<Vec<u8>, ErrorKind> {
-    crate::task::run_by_name(name, args, token).into_result()
+    crate::task::run_by_name(name, args, &token).into_result()
 }
 
 /// Creates a pending remote task named `name`: the caller's [`Handle`] and the

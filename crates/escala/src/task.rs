@@ -101,7 +101,7 @@ impl Reply {
 #[doc(hidden)]
 pub struct Registration {
     pub(crate) name: &'static str,
-    pub(crate) invoke: fn(&[u8], crate::CancelToken) -> Reply,
+    pub(crate) invoke: fn(&[u8], &crate::CancelToken) -> Reply,
 }
 
 impl Registration {
@@ -119,7 +119,7 @@ pub(crate) fn lookup(name: &str) -> Option<&'static Registration> {
 }
 
 /// Runs the task registered as `name` on encoded arguments, in this process.
-pub(crate) fn run_by_name(name: &str, args: &[u8], token: crate::CancelToken) -> Reply {
+pub(crate) fn run_by_name(name: &str, args: &[u8], token: &crate::CancelToken) -> Reply {
     match lookup(name) {
         Some(reg) => (reg.invoke)(args, token),
         None => {
@@ -153,14 +153,14 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     postcard::from_bytes(bytes).map_err(|e| e.to_string())
 }
 
-fn invoke<K: Task>(args: &[u8], token: crate::CancelToken) -> Reply {
+fn invoke<K: Task>(args: &[u8], token: &crate::CancelToken) -> Reply {
     let args: K::Args = match decode(args) {
         Ok(a) => a,
         Err(e) => {
             return Reply::Codec(format!("cannot decode the arguments of `{}`: {e}", K::NAME));
         }
     };
-    match crate::unwind::run_task(token, || K::run(args)) {
+    match crate::unwind::run_task_ref(token, || K::run(args)) {
         Ok(Ok(out)) => match encode(&out) {
             Ok(bytes) => Reply::Ok(bytes),
             Err(e) => Reply::Codec(format!("cannot encode the result of `{}`: {e}", K::NAME)),

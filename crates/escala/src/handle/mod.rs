@@ -485,6 +485,14 @@ impl CancelToken {
         CancelToken { src: Some(c.shared.clone() as Arc<dyn TokenSource>) }
     }
 
+    /// Whether both are the same task's token.
+    pub(crate) fn same(&self, other: &CancelToken) -> bool {
+        match (&self.src, &other.src) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
+
     /// True once a stop was requested.
     pub fn is_cancelled(&self) -> bool {
         self.src.as_ref().is_some_and(|s| s.core().is_cancel_requested())

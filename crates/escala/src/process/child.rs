@@ -102,5 +102,5 @@ pub(crate) fn serve(req: &Request) -> Reply {
             req.build
         ));
     }
-    task::run_by_name(&req.task, &req.args, crate::CancelToken::never())
+    task::run_by_name(&req.task, &req.args, &crate::CancelToken::never())
 }

@@ -18,8 +18,8 @@
 use std::collections::HashSet;
 use std::io::{BufReader, BufWriter};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::ledger::{self, Ledger};
@@ -29,6 +29,7 @@ use crate::handle::{CancelToken, TaskName, UnitKind, pair};
 use crate::process::child::{cap_reply, fatal, finish_process};
 use crate::process::frame::{self, FrameKind};
 use crate::task::{self, Reply};
+use crate::unwind::Current;
 
 /// How long a batch's staged replies wait for the end of the batch. The flusher does not
 /// watch batches (it would cost a wake-up per batch): a long element delays the replies of
@@ -42,17 +43,36 @@ const ENVELOPE: usize = 64 << 10;
 /// the parent; the ledger is at fd 3 and jobs come on stdin.
 pub(super) const CONTROL_FD: i32 = 4;
 
-/// The job the main thread is running, so `Cancel` can reach its token.
+/// The job the main thread is running, so `Cancel` and `CancelRange` can reach its token.
 #[derive(Default)]
 struct Running {
+    job: Mutex<Job>,
+    /// The batch element running (`u32::MAX` for a single job). The main thread writes it
+    /// without the lock as each element starts, then reads `ranged`; the control thread
+    /// records a range and sets `ranged` under the lock, then reads `elem` (all `SeqCst`).
+    /// So either the control thread sees the element running and sets its token, or the
+    /// main thread sees the range and drops the element — with one store per element and
+    /// no lock (W2's `map_tasks`: the locks were a fifth of a worker's time).
+    elem: AtomicU32,
+    /// `job.ranges` may hold ranges: the main thread looks at them only then.
+    ranged: AtomicBool,
+}
+
+/// The running job's id and token, and the cancels that came before their jobs.
+#[derive(Default)]
+struct Job {
     id: u64,
-    /// The batch element running (`u32::MAX` for a single job).
-    elem: u32,
     token: Option<CancelToken>,
     /// Prefetched jobs cancelled before they started.
     dropped: HashSet<u64>,
     /// Batch elements cancelled: (batch, from, to).
     ranges: Vec<(u64, u32, u32)>,
+}
+
+impl Running {
+    fn lock(&self) -> MutexGuard<'_, Job> {
+        self.job.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A fresh token for running tasks with.
@@ -91,7 +111,7 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
         }
         _ => finish_process(), // the pool went away, or spoke out of turn
     };
-    let init_err = init.map(|(name, args)| task::run_by_name(&name, &args, CancelToken::never()));
+    let init_err = init.map(|(name, args)| task::run_by_name(&name, &args, &CancelToken::never()));
     let init_err = init_err.filter(|r| !matches!(r, Reply::Ok(_)));
     let failed = init_err.is_some();
     out.send(&FromWorker::Ready { pid: std::process::id(), init: init_err });
@@ -111,7 +131,7 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
     {
         fatal("cannot start the worker's flusher thread");
     }
-    let running = Arc::new(Mutex::new(Running::default()));
+    let running = Arc::new(Running::default());
     let intake = Arc::new(Intake {
         lock: Mutex::new(()),
         moved: Condvar::new(),
@@ -155,12 +175,12 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
         let cancels = stage.lock().cancels();
         catch_up(&intake, cancels);
         let dropped = {
-            let mut run = running.lock().unwrap_or_else(|e| e.into_inner());
+            let mut run = running.lock();
             if token.is_cancelled() {
                 token = new_token();
             }
             run.id = id;
-            run.elem = u32::MAX;
+            running.elem.store(u32::MAX, Ordering::SeqCst);
             run.token = Some(token.clone());
             run.dropped.remove(&id)
         };
@@ -172,12 +192,12 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
         let started = last_end.take().unwrap_or_else(std::time::Instant::now);
         let reply = match (dropped, reg) {
             (true, _) => Reply::Cancelled,
-            (false, Some(reg)) => (reg.invoke)(args, token.clone()),
-            (false, None) => task::run_by_name(name, args, token.clone()),
+            (false, Some(reg)) => (reg.invoke)(args, &token),
+            (false, None) => task::run_by_name(name, args, &token),
         };
         let ended = std::time::Instant::now();
         let ns = ended.duration_since(started).as_nanos().min(u128::from(u64::MAX)) as u64;
-        running.lock().unwrap_or_else(|e| e.into_inner()).token = None;
+        running.lock().token = None;
         let mut st = stage.lock();
         st.stage_done(id, cap_reply(reply, max as u64), ns, ended);
         if st.due(ended) {
@@ -193,7 +213,7 @@ pub(crate) fn serve_worker(sock: UnixStream, max: usize) -> ! {
 
 /// The control thread: takes `Cancel` and `CancelRange` frames off the control socket, to
 /// the running job's token or the sets of dropped jobs and elements, and counts them.
-fn read_control(mut control: BufReader<UnixStream>, r: &Mutex<Running>, i: &Intake, max: usize) {
+fn read_control(mut control: BufReader<UnixStream>, r: &Running, i: &Intake, max: usize) {
     let mut buf = Vec::with_capacity(256);
     'read: loop {
         // Wait for bytes without taking them, then take and handle them under the lock.
@@ -209,18 +229,22 @@ fn read_control(mut control: BufReader<UnixStream>, r: &Mutex<Running>, i: &Inta
             };
             match postcard::from_bytes::<ToWorkerIn<'_>>(&buf) {
                 Ok(ToWorkerIn::CancelRange { id, from, to }) => {
-                    let mut run = r.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut run = r.lock();
+                    run.ranges.push((id, from, to));
+                    r.ranged.store(true, Ordering::SeqCst);
+                    let elem = r.elem.load(Ordering::SeqCst);
                     if let Some(token) =
-                        run.token.as_ref().filter(|_| run.id == id && (from..to).contains(&run.elem))
+                        run.token.as_ref().filter(|_| run.id == id && (from..to).contains(&elem))
                     {
                         token.cancel();
                     }
-                    run.ranges.push((id, from, to));
                 }
                 Ok(ToWorkerIn::Cancel { id }) => {
-                    let mut run = r.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut run = r.lock();
                     match &run.token {
-                        Some(token) if run.id == id && run.elem == u32::MAX => token.cancel(),
+                        Some(token) if run.id == id && r.elem.load(Ordering::SeqCst) == u32::MAX => {
+                            token.cancel()
+                        }
                         _ => {
                             run.dropped.insert(id);
                         }
@@ -287,7 +311,7 @@ fn open_ledger() -> Ledger {
 fn run_batch(
     stage: &Stage,
     intake: &Intake,
-    running: &Mutex<Running>,
+    running: &Running,
     id: u64,
     name: &str,
     first: u32,
@@ -296,44 +320,44 @@ fn run_batch(
 ) {
     let reg = task::lookup(name);
     let mut token = new_token();
-    let mut cancels = {
-        let mut st = stage.lock();
-        st.begin(Some((id, first)));
-        st.cancels()
-    };
+    // One current token for the batch's elements, not one set and cleared per element.
+    let current = Current::new(token.clone());
+    // The batch holds the stage to its end: the flusher sends no batch's replies, so it has
+    // nothing to take it for meanwhile, and an element costs no lock.
+    let mut st = stage.lock();
+    st.begin(Some((id, first)));
     {
-        let mut run = running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut run = running.lock();
         run.id = id;
-        run.elem = first;
         run.token = Some(token.clone());
     }
     for (k, arg) in (first..).zip(split_args(args)) {
-        catch_up(intake, cancels);
-        let dropped = {
-            let mut run = running.lock().unwrap_or_else(|e| e.into_inner());
+        catch_up(intake, st.cancels());
+        running.elem.store(k, Ordering::SeqCst);
+        let dropped = (running.ranged.load(Ordering::SeqCst) || token.is_cancelled()) && {
+            let mut run = running.lock();
             if token.is_cancelled() {
                 // The previous element was stopped: a fresh token for the next ones.
                 token = new_token();
                 run.token = Some(token.clone());
+                current.replace(token.clone());
             }
-            run.elem = k;
-            !run.ranges.is_empty()
-                && run.ranges.iter().any(|&(b, from, to)| b == id && (from..to).contains(&k))
+            run.ranges.iter().any(|&(b, from, to)| b == id && (from..to).contains(&k))
         };
         let reply = match (dropped, reg) {
             (true, _) => Reply::Cancelled,
-            (false, Some(reg)) => cap_reply((reg.invoke)(arg, token.clone()), max as u64),
-            (false, None) => task::run_by_name(name, arg, token.clone()),
+            (false, Some(reg)) => cap_reply((reg.invoke)(arg, &token), max as u64),
+            (false, None) => task::run_by_name(name, arg, &token),
         };
-        let mut st = stage.lock();
         st.stage_reply(k, &reply, BATCH_WAIT_NS);
-        cancels = st.cancels();
     }
-    stage.lock().flush();
-    let mut run = running.lock().unwrap_or_else(|e| e.into_inner());
+    st.flush();
+    drop((st, current));
+    let mut run = running.lock();
     run.token = None;
-    run.elem = u32::MAX;
+    running.elem.store(u32::MAX, Ordering::SeqCst);
     run.ranges.retain(|r| r.0 != id);
+    running.ranged.store(!run.ranges.is_empty(), Ordering::SeqCst);
 }
 
 /// Waits until the reader has handled the first `cancels` `Cancel` frames the parent sent

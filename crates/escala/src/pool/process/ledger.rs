@@ -17,7 +17,9 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release, Ordering::SeqCst,
+};
 
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
@@ -122,7 +124,8 @@ impl Ledger {
     pub(crate) fn commit(&self, now: u64) {
         let h = self.head();
         h.since.store(now, Release);
-        h.pos.fetch_add(1, Release);
+        // The worker alone writes `pos`: a load and a store, no read-modify-write.
+        h.pos.store(h.pos.load(Relaxed) + 1, Release);
     }
 
     /// Worker: the staged replies were sent; the next staged one is element `next`.

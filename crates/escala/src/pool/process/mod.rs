@@ -144,7 +144,7 @@ impl ProcessPool {
         if matches!(p.cfg.cap, Some((cap, QueuePolicy::CallerRuns)) if p.queued.load(SeqCst) >= cap as i64) {
             // The queue is full: run it here, on the caller's thread, in this process.
             p.submitted.fetch_add(1, Relaxed);
-            let result = task::run_by_name(K::NAME, &args, CancelToken::of(&c)).into_result();
+            let result = task::run_by_name(K::NAME, &args, &CancelToken::of(&c)).into_result();
             SinkRef::new(c).settle(result.as_deref().map_err(Clone::clone), &p.counts);
             return handle;
         }
