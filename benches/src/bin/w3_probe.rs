@@ -6,7 +6,9 @@
 //! idle time and is far steadier than the speed-up on a noisy machine.
 //!
 //! `cargo run --release -p escala-benches --bin w3_probe -- [ROUNDS [procs]]` (default 21;
-//! `procs`: only the ProcessPool rounds, for profiling)
+//! `procs`: only the ProcessPool rounds, back to back, for profiling; prints the workers' and
+//! the parent's CPU per task. `W3_IDLE_MS=N` sleeps N ms before each of those rounds, to see
+//! what idle cores cost a round: on this noisy VM, from nothing to a fifth, run to run)
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -88,15 +90,29 @@ fn main() {
                 t.elapsed().as_secs_f64()
             })
             .collect();
-        let (c, s) = (cpu_ns("self"), median(serial));
+        let s = median(serial);
+        let pids: Vec<String> = procs.stats().processes.iter().map(|w| w.pid.to_string()).collect();
+        let workers = || pids.iter().map(|p| cpu_ns(p)).sum::<u64>();
         let mut pp = vec![];
+        let mut worked = 0;
+        let idle = std::env::var("W3_IDLE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut busy = 0;
         for _ in 0..rounds {
+            std::thread::sleep(std::time::Duration::from_millis(idle));
+            let (c0, w0) = (cpu_ns("self"), workers());
             let t = Instant::now();
             assert_eq!(on_pool(&procs), W3_TASKS * fib(W3_N));
+            busy += cpu_ns("self") - c0;
+            worked += workers() - w0;
             pp.push(s / t.elapsed().as_secs_f64());
         }
-        let parent = (cpu_ns("self") - c) as f64 / (rounds as u64 * W3_TASKS) as f64 / 1e3;
-        println!("ProcessPool back to back: speed-up {:.2}, parent CPU per task {parent:.1} µs", median(pp));
+        let per_task = |ns: u64| ns as f64 / (rounds as u64 * W3_TASKS) as f64 / 1e3;
+        println!(
+            "ProcessPool back to back: speed-up {:.2}, CPU per task: workers {:.1} µs, parent {:.1} µs",
+            median(pp),
+            per_task(worked),
+            per_task(busy)
+        );
         return;
     }
     let threads = ThreadPool::new(W2_WORKERS);
