@@ -1,6 +1,6 @@
-//! W3, interleaved: serial, escala `ProcessPool` and `ThreadPool` (2 workers), and two plain
-//! `std::thread`s splitting the work and a 2-thread rayon pool (the ceiling on this machine), one after the other in
-//! each round, so a noisy machine slows all of them alike. Prints the median speed-ups
+//! W3, interleaved: serial, escala `ProcessPool` and `ThreadPool` (2 workers), two plain
+//! `std::thread`s splitting the work and a 2-thread rayon pool (the ceiling on this
+//! machine), one after the other in each round, so a noisy machine slows all of them alike. Prints the median speed-ups
 //! (`serial ÷ x` per round) and the CPU time the ProcessPool spent beyond the serial run's
 //! (from `/proc`: the pool's workers and the parent separately), which tells overhead from
 //! idle time and is far steadier than the speed-up on a noisy machine.
