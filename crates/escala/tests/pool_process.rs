@@ -273,6 +273,16 @@ fn reversed(bytes: Vec<u8>) -> Vec<u8> {
     bytes.into_iter().rev().collect()
 }
 
+/// The open fds of a command this worker starts, as `ls -l /proc/self/fd` lists them.
+#[escala::task]
+fn fds_of_a_command() -> Result<String, String> {
+    let out = std::process::Command::new("ls")
+        .args(["-l", "/proc/self/fd/"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 // ---------------------------------------------------------------------------------------
 // main: worker / scenario / harness
 // ---------------------------------------------------------------------------------------
@@ -334,6 +344,7 @@ fn trials() -> Vec<Trial> {
         queue_block_policy_waits_for_room,
         queue_caller_runs_policy_runs_in_the_caller,
         big_payloads_both_ways_never_stall,
+        commands_a_task_starts_inherit_no_pool_socket,
         initializer_runs_in_every_worker_and_its_replacements,
         failing_initializer_resolves_callers_and_never_spins,
         oversized_args_and_results_are_codec_errors,
@@ -1333,6 +1344,16 @@ fn oversized_args_and_results_are_codec_errors() -> TestResult {
 /// pool writes jobs while the worker writes replies, and every byte comes back. (The
 /// unit test `a_full_socket_is_written_while_its_peer_is_read` in `writer.rs` forces the
 /// case where both sides would wait on each other.)
+fn commands_a_task_starts_inherit_no_pool_socket() -> TestResult {
+    let pool = TestPool::new(builder(1));
+    let fds = ok(pool.submit_task(fds_of_a_command::call()), "fds_of_a_command")?;
+    // `ls` has its stdio and the directory it reads; the job and control sockets (and the
+    // ledger) are the worker's alone.
+    assert!(fds.lines().any(|l| l.contains("/proc/")), "ls did not list its own fds: {fds}");
+    assert!(!fds.contains("socket:") && !fds.contains("memfd:"), "a pool fd leaked into a command:\n{fds}");
+    Ok(())
+}
+
 fn big_payloads_both_ways_never_stall() -> TestResult {
     let pool = TestPool::new(builder(1));
     let size = 48 << 10;

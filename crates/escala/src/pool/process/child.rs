@@ -15,7 +15,7 @@
 //! waits for the control thread to catch up if the counts differ, so a cancel the parent
 //! sent before the job started always wins, at the price of an atomic load per job.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::{BufReader, BufWriter};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -67,7 +67,15 @@ struct Job {
     dropped: HashSet<u64>,
     /// Batch elements cancelled: (batch, from, to).
     ranges: Vec<(u64, u32, u32)>,
+    /// The last batches this worker finished: a `CancelRange` for one of them came too late
+    /// and is dropped, not kept (it would make every later element look at the ranges).
+    /// A finished batch never comes back to this worker (ids are unique; a batch is only
+    /// sent again when its worker died).
+    finished: VecDeque<u64>,
 }
+
+/// How many finished batch ids a worker remembers for late `CancelRange`s.
+const FINISHED_KEPT: usize = 256;
 
 impl Running {
     fn lock(&self) -> MutexGuard<'_, Job> {
@@ -230,13 +238,16 @@ fn read_control(mut control: BufReader<UnixStream>, r: &Running, i: &Intake, max
             match postcard::from_bytes::<ToWorkerIn<'_>>(&buf) {
                 Ok(ToWorkerIn::CancelRange { id, from, to }) => {
                     let mut run = r.lock();
-                    run.ranges.push((id, from, to));
-                    r.ranged.store(true, Ordering::SeqCst);
-                    let elem = r.elem.load(Ordering::SeqCst);
-                    if let Some(token) =
-                        run.token.as_ref().filter(|_| run.id == id && (from..to).contains(&elem))
-                    {
-                        token.cancel();
+                    // A range for a batch already over came too late: nothing to keep.
+                    if !run.finished.contains(&id) {
+                        run.ranges.push((id, from, to));
+                        r.ranged.store(true, Ordering::SeqCst);
+                        let elem = r.elem.load(Ordering::SeqCst);
+                        let running =
+                            run.token.as_ref().filter(|_| run.id == id && (from..to).contains(&elem));
+                        if let Some(token) = running {
+                            token.cancel();
+                        }
                     }
                 }
                 Ok(ToWorkerIn::Cancel { id }) => {
@@ -282,6 +293,12 @@ fn open_control() -> UnixStream {
     });
     if !is_socket {
         fatal("fd 4 of a pool worker is not its control socket");
+    }
+    // Placed by `dup2`, it came without close-on-exec: the commands a task starts must not
+    // inherit it.
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    if fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).is_err() {
+        fatal("cannot set close-on-exec on the control socket");
     }
     UnixStream::from(fd)
 }
@@ -358,6 +375,10 @@ fn run_batch(
     running.elem.store(u32::MAX, Ordering::SeqCst);
     run.ranges.retain(|r| r.0 != id);
     running.ranged.store(!run.ranges.is_empty(), Ordering::SeqCst);
+    if run.finished.len() == FINISHED_KEPT {
+        run.finished.pop_front();
+    }
+    run.finished.push_back(id);
 }
 
 /// Waits until the reader has handled the first `cancels` `Cancel` frames the parent sent

@@ -225,14 +225,19 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot, policy: Option<Policy>) -> Ended
         if reader.buffer().is_empty() {
             // The replies at hand are settled: refill the room they freed. While the worker's
             // socket is full, its replies are read (and settled) meanwhile: it may be blocked
-            // on writing them, not reading.
-            let mut drain = || match read_reply(&mut reader, max, &mut buf, pool, slot) {
-                Some(true) => true,
-                Some(false) => {
-                    child_slot.signal(Signal::SIGKILL);
-                    false
+            // on writing them, not reading. Every frame the read brought into the buffer is
+            // settled before the socket is polled again: a poll does not see them, and the
+            // worker may send nothing more for as long as its next task runs.
+            let mut drain = || loop {
+                match read_reply(&mut reader, max, &mut buf, pool, slot) {
+                    Some(true) if reader.buffer().is_empty() => return true,
+                    Some(true) => {}
+                    Some(false) => {
+                        child_slot.signal(Signal::SIGKILL);
+                        return false;
+                    }
+                    None => return false,
                 }
-                None => false,
             };
             sender.refill(pool, slot, &io.sock, &mut drain);
         }
