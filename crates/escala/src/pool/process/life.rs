@@ -228,16 +228,14 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot, policy: Option<Policy>) -> Ended
             // on writing them, not reading. Every frame the read brought into the buffer is
             // settled before the socket is polled again: a poll does not see them, and the
             // worker may send nothing more for as long as its next task runs.
-            let mut drain = || loop {
-                match read_reply(&mut reader, max, &mut buf, pool, slot) {
-                    Some(true) if reader.buffer().is_empty() => return true,
-                    Some(true) => {}
+            let mut drain = || {
+                drain_buffered(&mut reader, |r| match read_reply(r, max, &mut buf, pool, slot) {
                     Some(false) => {
                         child_slot.signal(Signal::SIGKILL);
-                        return false;
+                        None
                     }
-                    None => return false,
-                }
+                    other => other,
+                })
             };
             sender.refill(pool, slot, &io.sock, &mut drain);
         }
@@ -249,6 +247,22 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot, policy: Option<Policy>) -> Ended
         let _ = w.join();
     }
     finish(pool, slot, &child_slot, &ledger, pid, tail, None)
+}
+
+/// Reads replies with `one` until the buffer is empty: what a read brought in is handled
+/// before the socket is polled again (a poll sees only the socket). True while the worker
+/// is there; false at the end of its stream or when `one` says so (`None` or `Some(false)`).
+fn drain_buffered<R: std::io::Read>(
+    reader: &mut BufReader<R>,
+    mut one: impl FnMut(&mut BufReader<R>) -> Option<bool>,
+) -> bool {
+    loop {
+        match one(reader) {
+            Some(true) if reader.buffer().is_empty() => return true,
+            Some(true) => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Reads one reply frame and settles it: `None` at the end of the stream (or a broken frame),
@@ -276,5 +290,32 @@ fn read_msg(r: &mut BufReader<UnixStream>, max: usize) -> Option<FromWorker> {
     match frame::read_frame(r, FrameKind::FromWorker, max + ENVELOPE) {
         Ok(Some(bytes)) => task::decode(&bytes).ok(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufReader, Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    use super::drain_buffered;
+
+    /// Two 8-byte "frames" arrive in one write, then the peer sends nothing more (its next
+    /// task runs): one drain handles both, though only one read reached the socket.
+    #[test]
+    fn a_drain_handles_every_frame_its_read_buffered() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        theirs.write_all(b"frame-1.frame-2.").unwrap();
+        let mut reader = BufReader::with_capacity(64, ours);
+        let mut got = vec![];
+        let mut one = |r: &mut BufReader<UnixStream>| {
+            let mut frame = [0u8; 8];
+            r.read_exact(&mut frame).ok()?;
+            got.push(frame);
+            Some(true)
+        };
+        assert!(drain_buffered(&mut reader, &mut one));
+        assert_eq!(got, [*b"frame-1.", *b"frame-2."]);
+        drop(theirs);
     }
 }
