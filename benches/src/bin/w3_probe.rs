@@ -80,74 +80,70 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+fn serial() -> u64 {
+    (0..W3_TASKS).map(|_| fib(black_box(W3_N))).sum()
+}
+
 fn main() {
     let _escala = escala::init();
     let rounds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(21);
     let procs = ProcessPool::new(W2_WORKERS);
     wait_for_workers(&procs);
-    if std::env::args().nth(2).as_deref() == Some("procs") {
-        // Only the ProcessPool, submit and join (for `perf`), back to back; the speed-up
-        // against serial rounds run before them.
-        let serial: Vec<f64> = (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                assert_eq!((0..W3_TASKS).map(|_| fib(black_box(W3_N))).sum::<u64>(), W3_TASKS * fib(W3_N));
-                t.elapsed().as_secs_f64()
-            })
-            .collect();
-        let s = median(serial);
-        let pids: Vec<String> = procs.stats().processes.iter().map(|w| w.pid.to_string()).collect();
-        let workers = || pids.iter().map(|p| cpu_ns(p)).sum::<u64>();
-        let mut pp = vec![];
-        let mut worked = 0;
-        let idle = std::env::var("W3_IDLE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-        let mut busy = 0;
-        for _ in 0..rounds {
-            std::thread::sleep(std::time::Duration::from_millis(idle));
-            let (c0, w0) = (cpu_ns("self"), workers());
-            let t = Instant::now();
-            assert_eq!(on_pool(&procs), W3_TASKS * fib(W3_N));
-            busy += cpu_ns("self") - c0;
-            worked += workers() - w0;
-            pp.push(s / t.elapsed().as_secs_f64());
-        }
-        let per_task = |ns: u64| ns as f64 / (rounds as u64 * W3_TASKS) as f64 / 1e3;
-        println!(
-            "ProcessPool back to back: speed-up {:.2}, CPU per task: workers {:.1} µs, parent {:.1} µs",
-            median(pp),
-            per_task(worked),
-            per_task(busy)
-        );
-        return;
-    }
-    let threads = ThreadPool::new(W2_WORKERS);
-    let rayon = rayon::ThreadPoolBuilder::new().num_threads(W2_WORKERS).build().expect("rayon pool");
-    let pids: Vec<String> = procs.stats().processes.iter().map(|w| w.pid.to_string()).collect();
-    let workers = || pids.iter().map(|p| cpu_ns(p)).sum::<u64>();
     let want = W3_TASKS * fib(W3_N);
-    let mut serial = vec![];
-    let (mut cpu_serial, mut cpu_parent, mut cpu_workers) = (0, 0, 0);
-    let (parent, worked, cpu_threads) = (Cell::new(0), Cell::new(0), Cell::new(0));
     let timed = |f: &dyn Fn() -> u64| {
         let t = Instant::now();
         assert_eq!(f(), want);
         t.elapsed().as_secs_f64()
     };
-    // The parallel runs, in a different order each round: whichever runs right after the
-    // serial run finds the second core idle and cold (on this VM that costs the first run
-    // several % of its speed), so each takes that place as often as the others.
+    let pids: Vec<String> = procs.stats().processes.iter().map(|w| w.pid.to_string()).collect();
+    let workers = || pids.iter().map(|p| cpu_ns(p)).sum::<u64>();
+    // The ProcessPool's submit + join, adding the CPU time its parent and workers spent;
+    // `pp_secs` is its own time, without the reads from /proc around it.
+    let (parent, worked, pp_secs) = (Cell::new(0), Cell::new(0), Cell::new(0.0));
     let pp = || {
         let (c, w) = (cpu_ns("self"), workers());
+        let t = Instant::now();
         let sum = on_pool(&procs);
+        pp_secs.set(t.elapsed().as_secs_f64());
         parent.set(parent.get() + cpu_ns("self") - c);
         worked.set(worked.get() + workers() - w);
         sum
     };
+    let time_of = |name: &str, f: &dyn Fn() -> u64| {
+        let secs = timed(f);
+        if name == "pp" { pp_secs.get() } else { secs }
+    };
+    let per_task = |ns: u64| ns as f64 / (rounds as u64 * W3_TASKS) as f64 / 1e3;
+    if std::env::args().nth(2).as_deref() == Some("procs") {
+        // Only the ProcessPool, submit and join (for `perf`), back to back; the speed-up
+        // against serial rounds run before them.
+        let s = median((0..5).map(|_| timed(&serial)).collect());
+        let idle = std::env::var("W3_IDLE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut ups = vec![];
+        for _ in 0..rounds {
+            std::thread::sleep(std::time::Duration::from_millis(idle));
+            ups.push(s / time_of("pp", &pp));
+        }
+        println!(
+            "ProcessPool back to back: speed-up {:.2}, CPU per task: workers {:.1} µs, parent {:.1} µs",
+            median(ups),
+            per_task(worked.get()),
+            per_task(parent.get())
+        );
+        return;
+    }
+    let threads = ThreadPool::new(W2_WORKERS);
+    let rayon = rayon::ThreadPoolBuilder::new().num_threads(W2_WORKERS).build().expect("rayon pool");
+    let (mut serials, mut cpu_serial) = (vec![], 0);
+    let cpu_threads = Cell::new(0);
     let th = || {
         let (sum, c) = two_threads();
         cpu_threads.set(cpu_threads.get() + c);
         sum
     };
+    // The parallel runs, in a different order each round: whichever runs right after the
+    // serial run finds the second core idle and cold (on this VM that costs the first run
+    // several % of its speed), so each takes that place as often as the others.
     let modes: [(&str, &dyn Fn() -> u64); 8] = [
         ("pp", &pp),
         ("tp", &|| on_pool(&threads)),
@@ -161,28 +157,26 @@ fn main() {
     let mut ups: HashMap<&str, Vec<f64>> = HashMap::new();
     for round in 0..rounds {
         let c = cpu_ns("self");
-        let s = timed(&|| (0..W3_TASKS).map(|_| fib(black_box(W3_N))).sum());
+        let s = timed(&serial);
         cpu_serial += cpu_ns("self") - c;
-        serial.push(s);
+        serials.push(s);
         for k in 0..modes.len() {
             let (name, f) = modes[(round + k) % modes.len()];
-            ups.entry(name).or_default().push(s / timed(f));
+            ups.entry(name).or_default().push(s / time_of(name, f));
         }
     }
-    (cpu_parent, cpu_workers) = (cpu_parent + parent.get(), cpu_workers + worked.get());
-    let cpu_threads = cpu_threads.get();
+    let (cpu_parent, cpu_workers) = (parent.get(), worked.get());
     let m = |name: &str| median(ups[name].clone());
     let (pp, tp, th, ry) = (m("pp"), m("tp"), m("th"), m("ry"));
     let (pm, tm, pw, tw) = (m("pm"), m("tm"), m("pw"), m("tw"));
-    println!("W3 interleaved, {rounds} rounds, median serial {:.1} ms", median(serial) * 1e3);
+    println!("W3 interleaved, {rounds} rounds, median serial {:.1} ms", median(serials) * 1e3);
     println!("speed-up: ProcessPool {:.2}, ThreadPool {:.2}, two threads {:.2}, rayon {:.2}", pp, tp, th, ry);
     println!("speed-up through map_tasks: ProcessPool {pm:.2}, ThreadPool {tm:.2}");
     println!("speed-up waiting for all at once: ProcessPool {pw:.2}, ThreadPool {tw:.2}");
-    let per_task = |ns: u64| ns as f64 / (rounds * W3_TASKS as usize) as f64 / 1e3;
     println!(
         "CPU per task, µs: serial {:.1}; two threads {:.1}; ProcessPool workers {:.1} + parent {:.1} (overhead {:.1}%)",
         per_task(cpu_serial),
-        per_task(cpu_threads),
+        per_task(cpu_threads.get()),
         per_task(cpu_workers),
         per_task(cpu_parent),
         100.0 * (cpu_workers + cpu_parent) as f64 / cpu_serial as f64 - 100.0,
