@@ -277,17 +277,21 @@ fn read_control(mut control: BufReader<UnixStream>, r: &Running, i: &Intake, max
     i.moved.notify_all();
 }
 
-/// The control socket the parent placed at [`CONTROL_FD`].
-fn open_control() -> UnixStream {
+/// An fd the parent placed for this worker (`what` names it in the error), now owned here.
+fn inherited_fd(fd: i32, what: &str) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
-    let fd = CONTROL_FD;
     // SAFETY: F_GETFD only reads the fd's flags; it touches no memory of ours.
     if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } < 0 {
-        fatal("a pool worker needs its control socket at fd 4");
+        fatal(&format!("a pool worker needs its {what} at fd {fd}"));
     }
-    // SAFETY: fd 4 is open (checked just above) and was placed there by the parent for this
+    // SAFETY: `fd` is open (checked just above) and was placed there by the parent for this
     // worker alone; nothing else in this process took ownership of it.
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+/// The control socket the parent placed at [`CONTROL_FD`].
+fn open_control() -> UnixStream {
+    let fd = inherited_fd(CONTROL_FD, "control socket");
     let is_socket = nix::sys::stat::fstat(&fd).is_ok_and(|st| {
         nix::sys::stat::SFlag::from_bits_truncate(st.st_mode).contains(nix::sys::stat::SFlag::S_IFSOCK)
     });
@@ -305,15 +309,7 @@ fn open_control() -> UnixStream {
 
 /// The ledger the parent mapped for this worker at fd 3.
 fn open_ledger() -> Ledger {
-    use std::os::fd::FromRawFd;
-    let fd = ledger::WORKER_FD;
-    // SAFETY: F_GETFD only reads the fd's flags; it touches no memory of ours.
-    if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } < 0 {
-        fatal("a pool worker needs its ledger at fd 3");
-    }
-    // SAFETY: fd 3 is open (checked just above) and was placed there by the parent for this
-    // worker alone; nothing else in this process took ownership of it.
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let fd = inherited_fd(ledger::WORKER_FD, "ledger");
     if !nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_size > 0) {
         fatal("fd 3 of a pool worker is not its ledger");
     }
@@ -396,33 +392,28 @@ fn catch_up(intake: &Intake, cancels: u64) {
     intake.waiting.store(false, Ordering::SeqCst);
 }
 
-/// Whether the socket has bytes (or is closed) now, without waiting or taking any.
-fn readable_now(sock: &UnixStream) -> bool {
+/// Peeks at one byte of the socket (`MSG_PEEK` and `flags`), retrying on `EINTR`: the
+/// number of bytes seen (0 when the peer closed it).
+fn peek(sock: &UnixStream, flags: nix::sys::socket::MsgFlags) -> nix::Result<usize> {
     use nix::sys::socket::{MsgFlags, recv};
     use std::os::fd::AsRawFd;
     let mut byte = [0u8; 1];
     loop {
-        match recv(sock.as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+        match recv(sock.as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK | flags) {
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(nix::errno::Errno::EAGAIN) => return false,
-            _ => return true,
+            r => return r,
         }
     }
 }
 
+/// Whether the socket has bytes (or is closed) now, without waiting or taking any.
+fn readable_now(sock: &UnixStream) -> bool {
+    !matches!(peek(sock, nix::sys::socket::MsgFlags::MSG_DONTWAIT), Err(nix::errno::Errno::EAGAIN))
+}
+
 /// Blocks until the socket has bytes (or is closed), without taking any. False on close.
 fn wait_readable(sock: &UnixStream) -> bool {
-    use nix::sys::socket::{MsgFlags, recv};
-    use std::os::fd::AsRawFd;
-    let mut byte = [0u8; 1];
-    loop {
-        match recv(sock.as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK) {
-            Ok(0) => return false,
-            Ok(_) => return true,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return false,
-        }
-    }
+    matches!(peek(sock, nix::sys::socket::MsgFlags::empty()), Ok(n) if n > 0)
 }
 
 fn read(r: &mut BufReader<UnixStream>, max: usize) -> Option<ToWorker> {

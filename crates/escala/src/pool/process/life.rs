@@ -120,8 +120,8 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot, policy: Option<Policy>) -> Ended
     }
     let (raw_ledger, raw_ctl) = (ledger_fd.as_raw_fd(), ctl_theirs.as_raw_fd());
     // SAFETY: the hook runs in the forked child before exec and only calls `fcntl`, `dup2`
-    // and `sched_setscheduler`, which are async-signal-safe, on fds this process owns (kept open by
-    // `ledger_fd` and `ctl_theirs` until `spawn` returns).
+    // and `sched_setscheduler`, which are async-signal-safe, on fds this process owns (kept
+    // open by `ledger_fd` and `ctl_theirs` until `spawn` returns).
     unsafe {
         cmd.pre_exec(move || {
             use nix::libc;

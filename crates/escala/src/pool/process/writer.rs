@@ -153,7 +153,7 @@ impl Sender {
     /// The slot thread's refill after a reply: sends what the queue holds if the worker has
     /// room worth a write, without waiting for work or for the socket (a send in progress
     /// is the writer's, which looks for room again after it). While the socket is full,
-    /// `drain` reads and settles one of the worker's replies (false: the worker is gone). The
+    /// `drain` reads and settles the worker's replies (false: the worker is gone). The
     /// writer is woken when there is something only it does: wait for work, or end the
     /// worker.
     pub(super) fn refill(
