@@ -409,10 +409,16 @@ fn is_gone(pid: u32) -> bool {
     kill(pid_of(pid), None) == Err(Errno::ESRCH)
 }
 
+/// The fields of a `stat` file from the third (the state) on: past the command name, which
+/// may hold spaces and parentheses.
+fn stat_fields(stat: &str) -> Option<String> {
+    let s = std::fs::read_to_string(stat).ok()?;
+    Some(s.rsplit_once(") ")?.1.to_string())
+}
+
 /// State letter and parent pid of `pid`, from `/proc/<pid>/stat`.
 fn proc_stat(pid: u32) -> Option<(char, u32)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = s.rsplit_once(") ")?.1;
+    let rest = stat_fields(&format!("/proc/{pid}/stat"))?;
     let mut it = rest.split_whitespace();
     let state = it.next()?.chars().next()?;
     let ppid = it.next()?.parse().ok()?;
@@ -421,8 +427,7 @@ fn proc_stat(pid: u32) -> Option<(char, u32)> {
 
 /// Scheduling policy (field 41 of a `stat` file: 0 normal, 3 batch) of a process or thread.
 fn sched_policy(stat: &str) -> Option<u32> {
-    let s = std::fs::read_to_string(stat).ok()?;
-    s.rsplit_once(") ")?.1.split_whitespace().nth(38)?.parse().ok()
+    stat_fields(stat)?.split_whitespace().nth(38)?.parse().ok()
 }
 
 fn is_zombie(pid: u32) -> bool {
@@ -1340,10 +1345,6 @@ fn oversized_args_and_results_are_codec_errors() -> TestResult {
     Ok(())
 }
 
-/// Big arguments and big results at once, more of both in flight than a socket holds: the
-/// pool writes jobs while the worker writes replies, and every byte comes back. (The
-/// unit test `a_full_socket_is_written_while_its_peer_is_read` in `writer.rs` forces the
-/// case where both sides would wait on each other.)
 fn commands_a_task_starts_inherit_no_pool_socket() -> TestResult {
     let pool = TestPool::new(builder(1));
     let fds = ok(pool.submit_task(fds_of_a_command::call()), "fds_of_a_command")?;
@@ -1354,6 +1355,10 @@ fn commands_a_task_starts_inherit_no_pool_socket() -> TestResult {
     Ok(())
 }
 
+/// Big arguments and big results at once, more of both in flight than a socket holds: the
+/// pool writes jobs while the worker writes replies, and every byte comes back. (The
+/// unit test `a_full_socket_is_written_while_its_peer_is_read` in `writer.rs` forces the
+/// case where both sides would wait on each other.)
 fn big_payloads_both_ways_never_stall() -> TestResult {
     let pool = TestPool::new(builder(1));
     let size = 48 << 10;
