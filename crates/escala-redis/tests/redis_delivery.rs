@@ -171,6 +171,7 @@ fn main() {
         Trial::test("cancel_before_start_skips_the_task", cancel_queued),
         Trial::test("cancel_while_running_sets_the_task_token", cancel_running_task),
         Trial::test("cancel_while_running_kills_the_command_group", cancel_running_command),
+        Trial::test("cancel_kills_a_command_group_that_ignores_sigterm", cancel_command_ignoring_term),
         Trial::test("kept_result_fetched_by_id", kept_result),
         Trial::test("a_busy_worker_holds_no_task_another_could_start", no_hold_behind_busy),
     ];
@@ -741,12 +742,25 @@ fn gone(pid: i32) -> bool {
 }
 
 fn cancel_running_command() -> TestResult {
+    cancel_command_group("")
+}
+
+/// The same with a shell and a `sleep` that both ignore SIGTERM: only the SIGKILL that
+/// follows the grace period ends them.
+fn cancel_command_ignoring_term() -> TestResult {
+    cancel_command_group("trap '' TERM; ")
+}
+
+/// Cancels a running command (`prefix` then a shell that starts a `sleep` in the
+/// background) and checks that the shell and the `sleep` are gone and the result is kept as
+/// cancelled.
+fn cancel_command_group(prefix: &str) -> TestResult {
     let r = RedisServer::start();
     let w = Worker::builder(&r.url()).queue("cc").concurrency(1).allow_commands(true).start()?;
     let ex = exec(&r, "cc");
     let pids = r.dir.join("pids");
     // A shell and the `sleep` it started in the background, in one process group.
-    let script = format!("sleep 30 & echo $$ $! > {0}.tmp && mv {0}.tmp {0}; wait", pids.display());
+    let script = format!("{prefix}sleep 30 & echo $$ $! > {0}.tmp && mv {0}.tmp {0}; wait", pids.display());
     let h = ex.submit_command("sh", ["-c", &script]);
     let id = ex.task_id(&h);
     let mut text = String::new();

@@ -8,7 +8,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use escala::{ErrorKind, ExitReason, process::Command};
-use nix::sys::signal::Signal;
 
 use super::cancel::Stop;
 use crate::wire::CommandOutput;
@@ -35,14 +34,17 @@ pub(crate) fn run(
             .map_err(|e| ErrorKind::Spawn(format!("cannot run `{program}`: no pipe for its output: {e}")))
     };
     let ((out_r, out_w), (err_r, err_w)) = (pipes()?, pipes()?);
-    let (handle, signaller) = Command::new(program)
+    // Cancelling the handle stops the group the way every escala command unit is stopped:
+    // SIGTERM, then SIGKILL after the grace period.
+    let handle = Command::new(program)
         .args(args)
         .name(program)
         .process_group(true)
+        .stop_grace(STOP_GRACE)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w))
-        .spawn_with_signaller();
+        .spawn();
     // Both readers see EOF once the command (and everything left in its group) is gone.
     let stdout = reader(out_r, cap);
     let stderr = reader(err_r, cap);
@@ -50,14 +52,8 @@ pub(crate) fn run(
     let ended = tx.clone();
     handle.on_done(move |_| drop(ended.send(Event::Ended)));
     on_start(Box::new(move || drop(tx.send(Event::Cancel))));
-    let mut cancelled = false;
-    if let Ok(Event::Cancel) = rx.recv() {
-        cancelled = true;
-        signaller.signal(Signal::SIGTERM);
-        if rx.recv_timeout(STOP_GRACE).is_err() {
-            signaller.signal(Signal::SIGKILL);
-        }
-    }
+    // False when the command ended first: its own outcome is reported then.
+    let cancelled = matches!(rx.recv(), Ok(Event::Cancel)) && handle.cancel();
     let outcome = handle.join();
     let collect =
         |t: Option<std::thread::JoinHandle<Vec<u8>>>| t.and_then(|t| t.join().ok()).unwrap_or_default();
