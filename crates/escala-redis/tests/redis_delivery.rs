@@ -164,6 +164,7 @@ fn main() {
         Trial::test("hung_worker_duplicate_is_counted_and_dropped", hung_worker),
         Trial::test("redis_restart_mid_run_loses_nothing", redis_restart),
         Trial::test("shutdown_and_rejection", shutdown),
+        Trial::test("shutdown_cancelling_pending_cancels_on_the_workers", shutdown_cancels_on_the_workers),
         Trial::test("acl_user_and_password_in_the_url", acl),
         Trial::test("chaos_workers_killed_and_redis_restarted", chaos),
         Trial::test("prefetched_tasks_of_a_killed_worker_cost_no_attempt", prefetched_not_counted),
@@ -730,6 +731,32 @@ fn cancel_running_task() -> TestResult {
     let report = w.report();
     assert_eq!((report.ran, report.cancelled, report.ok), (1, 1, 0));
     assert_eq!(ex.stats().failed, 1);
+    Ok(())
+}
+
+/// `shutdown` with `cancel_pending` cancels the waiting tasks on the workers as well as
+/// their handles: the running one sees its token set, the queued one never runs.
+fn shutdown_cancels_on_the_workers() -> TestResult {
+    let r = RedisServer::start();
+    let mut c = r.conn();
+    let w = Worker::builder(&r.url()).queue("sc").concurrency(1).start()?;
+    let ex = exec(&r, "sc");
+    let running = ex.submit_task(until_cancelled::call(r.url(), "sc".into()));
+    let running_id = ex.task_id(&running);
+    next_entry(&mut c, "sc:started", "0-0");
+    let queued = ex.submit_task(slow_counted::call(r.url(), "sc-x".into(), 0));
+    let queued_id = ex.task_id(&queued);
+    assert!(ex.shutdown(Shutdown::now(Duration::ZERO)));
+    assert!(join(running).unwrap_err().is_cancelled());
+    assert!(join(queued).unwrap_err().is_cancelled());
+    let (_, said): (String, String) = redis::cmd("BLPOP").arg("sc:stopped").arg(10).query(&mut c)?;
+    assert_eq!(said, "token", "the running task saw its token set");
+    assert!(matches!(stored::<u8>(&ex, &running_id), Err(ErrorKind::Cancelled)));
+    assert!(matches!(stored::<i64>(&ex, &queued_id), Err(ErrorKind::Cancelled)));
+    let runs: Option<i64> = redis::cmd("GET").arg("sc-x").query(&mut c)?;
+    assert_eq!(runs, None, "the queued task never ran");
+    let report = w.report();
+    assert_eq!((report.ran, report.cancelled, report.ok), (1, 2, 0));
     Ok(())
 }
 

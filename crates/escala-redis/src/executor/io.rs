@@ -93,7 +93,9 @@ fn sender(inner: &Inner, client: redis::Client, rx: Receiver<Outgoing>, ttl: u64
         };
         for o in batch {
             match o {
-                Outgoing::Task { seq, .. } => inner.resolve(seq, Err(ErrorKind::Broker(why.clone()))),
+                Outgoing::Task { seq, .. } => {
+                    inner.resolve(seq, Err(ErrorKind::Broker(why.clone())));
+                }
                 // Its handle is resolved already; the task may still run.
                 Outgoing::Cancel { task } => eprintln!("escala-redis: cancelling task {task}: {why}"),
             }

@@ -37,8 +37,9 @@ type Waiter = Box<dyn FnOnce(Result<Vec<u8>, ErrorKind>) + Send>;
 /// fetch it by id.
 ///
 /// Dropping the executor stops its threads; handles still waiting then resolve as
-/// cancelled (without cancelling the tasks on the workers). Call
-/// [`shutdown`](Executor::shutdown) first to wait for them.
+/// cancelled, and their tasks still run on the workers (submit and drop is fire and
+/// forget). Call [`shutdown`](Executor::shutdown) first to wait for them, or to cancel
+/// them on the workers too (`cancel_pending`).
 ///
 /// # Examples
 ///
@@ -86,8 +87,9 @@ impl Inner {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Resolves task `seq` (if still waiting) with a result from a worker or the broker.
-    pub(crate) fn resolve(&self, seq: u64, outcome: Result<Vec<u8>, ErrorKind>) {
+    /// Resolves task `seq` (if still waiting) with a result from a worker or the broker;
+    /// returns whether it was still waiting.
+    pub(crate) fn resolve(&self, seq: u64, outcome: Result<Vec<u8>, ErrorKind>) -> bool {
         let waiter = {
             let mut p = self.pending();
             let w = p.remove(&seq);
@@ -96,11 +98,12 @@ impl Inner {
             }
             w
         };
-        let Some(w) = waiter else { return };
+        let Some(w) = waiter else { return false };
         // Counted before the handle resolves, so a caller that saw it sees the count.
         let counter = if outcome.is_ok() { &self.completed } else { &self.failed };
         counter.fetch_add(1, Relaxed);
         w(outcome);
+        true
     }
 
     /// Forgets task `seq` once its handle was resolved from outside (the caller cancelled
@@ -360,14 +363,20 @@ impl Executor for RedisExecutor {
 
     /// Stops accepting tasks; with `wait`, blocks until every submitted task has its result
     /// (or `timeout` passes), then stops the executor's threads. `cancel_pending` resolves
-    /// every waiting handle as cancelled instead (the tasks may still run on workers).
+    /// every waiting handle as cancelled instead and cancels its task on the workers, as
+    /// [`Handle::cancel`] does: the executor cannot tell a queued task from a running one, so
+    /// a task not started yet is skipped and a running one is stopped.
     fn shutdown(&self, how: Shutdown) -> bool {
         let inner = &self.inner;
         inner.closed.store(true, Relaxed);
         if how.cancel_pending {
             let waiting: Vec<u64> = inner.pending().keys().copied().collect();
             for seq in waiting {
-                inner.resolve(seq, Err(ErrorKind::Cancelled));
+                // Only a task this call resolved: one whose result won the race needs no cancel.
+                if inner.resolve(seq, Err(ErrorKind::Cancelled)) {
+                    // Sent before the threads stop: the sender drains its queue first.
+                    let _ = inner.tx.send(io::Outgoing::Cancel { task: inner.task_id(seq) });
+                }
             }
         }
         let mut p = inner.pending();
