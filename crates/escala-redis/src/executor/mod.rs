@@ -90,15 +90,7 @@ impl Inner {
     /// Resolves task `seq` (if still waiting) with a result from a worker or the broker;
     /// returns whether it was still waiting.
     pub(crate) fn resolve(&self, seq: u64, outcome: Result<Vec<u8>, ErrorKind>) -> bool {
-        let waiter = {
-            let mut p = self.pending();
-            let w = p.remove(&seq);
-            if p.is_empty() {
-                self.idle.notify_all();
-            }
-            w
-        };
-        let Some(w) = waiter else { return false };
+        let Some(w) = self.take(seq) else { return false };
         // Counted before the handle resolves, so a caller that saw it sees the count.
         let counter = if outcome.is_ok() { &self.completed } else { &self.failed };
         counter.fetch_add(1, Relaxed);
@@ -111,18 +103,21 @@ impl Inner {
     /// handle has its outcome already, and this runs inside that handle's `on_done`
     /// callbacks, where completing it again would wait on the handle's own lock.
     fn forget(&self, seq: u64) -> bool {
-        let waiter = {
-            let mut p = self.pending();
-            let w = p.remove(&seq);
-            if p.is_empty() {
-                self.idle.notify_all();
-            }
-            w
-        };
-        let Some(w) = waiter else { return false };
+        let Some(w) = self.take(seq) else { return false };
         self.failed.fetch_add(1, Relaxed);
         drop(w);
         true
+    }
+
+    /// Removes task `seq`'s waiter (if it is still waiting), waking a `shutdown` that waits
+    /// for the last one.
+    fn take(&self, seq: u64) -> Option<Waiter> {
+        let mut p = self.pending();
+        let w = p.remove(&seq);
+        if p.is_empty() {
+            self.idle.notify_all();
+        }
+        w
     }
 
     /// The id of task `seq` in Redis.
