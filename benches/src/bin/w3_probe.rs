@@ -3,14 +3,15 @@
 //! machine), one after the other in each round, so a noisy machine slows all of them alike.
 //! Each round runs serial first, then the parallel runs in an order rotated by one per
 //! round: the run right after the serial one finds a cold, idle second core (the process
-//! pool's parent used 7.75 µs of CPU per task when it always ran there, 4.05 µs rotated). Prints the median speed-ups
-//! (`serial ÷ x` per round) and the CPU time the ProcessPool spent beyond the serial run's
+//! pool's parent used 7.75 µs of CPU per task when it always ran there, 4.05 µs rotated).
+//! Prints the median speed-ups (`serial ÷ x` per round) and the CPU time the ProcessPool spent beyond the serial run's
 //! (from `/proc`: the pool's workers and the parent separately), which tells overhead from
 //! idle time and is far steadier than the speed-up on a noisy machine.
 //!
 //! `cargo run --release -p escala-benches --bin w3_probe -- [ROUNDS [procs]]` (default 21;
 //! `procs`: only the ProcessPool rounds, back to back, for profiling; prints the workers' and
-//! the parent's CPU per task. `W3_IDLE_MS=N` sleeps N ms before each of those rounds, to see
+//! the parent's CPU per task, and for each of their threads the CPU, the times it blocked
+//! (each a wake-up later) and the times it was preempted, per task. `W3_IDLE_MS=N` sleeps N ms before each of those rounds, to see
 //! what idle cores cost a round: on this noisy VM, from nothing to a fifth, run to run)
 
 use std::cell::Cell;
@@ -27,15 +28,51 @@ fn fib_task(n: u32) -> u64 {
     fib(n)
 }
 
-/// CPU time of a process so far, in ns: the sum over its threads (`/proc/PID/task/*/schedstat`,
-/// exact, unlike clock ticks, which miss the short runs of a pool's helper threads). `self`
-/// or a pid.
-fn cpu_ns(pid: &str) -> u64 {
+/// What the threads of one name (trailing digits dropped: a pool's slot threads count as
+/// one) have used so far: CPU time in ns (`/proc/PID/task/*/schedstat`, exact, unlike clock
+/// ticks, which miss the short runs of a pool's helper threads), and how often they blocked
+/// (voluntary switches: each a wake-up later) or were preempted (involuntary).
+#[derive(Default, Clone, Copy)]
+struct Usage {
+    cpu_ns: u64,
+    blocked: u64,
+    preempted: u64,
+}
+
+/// The `/proc` folders of a process's threads (`self` or a pid).
+fn thread_dirs(pid: &str) -> impl Iterator<Item = std::path::PathBuf> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+    tasks.filter_map(|t| Some(t.ok()?.path()))
+}
+
+/// A thread's CPU time so far, in ns.
+fn thread_ns(dir: &std::path::Path) -> u64 {
+    let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
+    stat.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// CPU time of a process so far, in ns: the sum over its threads.
+fn cpu_ns(pid: &str) -> u64 {
+    thread_dirs(pid).map(|d| thread_ns(&d)).sum()
+}
+
+/// [`Usage`] of each thread name of a process.
+fn threads_of(pid: &str) -> HashMap<String, Usage> {
+    let mut by_name: HashMap<String, Usage> = HashMap::new();
+    for dir in thread_dirs(pid) {
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        let name = read("comm").trim().trim_end_matches(|c: char| c.is_ascii_digit()).to_string();
+        let status = read("status");
+        let field = |key: &str| {
+            let line = status.lines().find(|l| l.starts_with(key));
+            line.and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).unwrap_or(0)
+        };
+        let u = by_name.entry(name).or_default();
+        u.cpu_ns += thread_ns(&dir);
+        u.blocked += field("voluntary_ctxt_switches");
+        u.preempted += field("nonvoluntary_ctxt_switches");
+    }
+    by_name
 }
 
 fn on_pool(pool: &impl Executor) -> u64 {
@@ -120,6 +157,11 @@ fn main() {
         let s = median((0..5).map(|_| timed(&serial)).collect());
         let idle = std::env::var("W3_IDLE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
         let mut ups = vec![];
+        let procs_of = || {
+            let all = std::iter::once("self").chain(pids.iter().map(String::as_str));
+            all.map(threads_of).collect::<Vec<_>>()
+        };
+        let before = procs_of();
         for _ in 0..rounds {
             std::thread::sleep(std::time::Duration::from_millis(idle));
             ups.push(s / time_of("pp", &pp));
@@ -130,6 +172,22 @@ fn main() {
             per_task(worked.get()),
             per_task(parent.get())
         );
+        // Per task, for each thread of the parent and of each worker.
+        let tasks = (rounds as u64 * W3_TASKS) as f64;
+        for (i, (b, a)) in before.iter().zip(&procs_of()).enumerate() {
+            let mut names: Vec<_> = a.keys().collect();
+            names.sort();
+            for name in names {
+                let (x, y) = (a[name], b.get(name).copied().unwrap_or_default());
+                let who = if i == 0 { "parent".to_string() } else { format!("worker {i}") };
+                println!(
+                    "  {who:8} {name:18} CPU {:6.2} µs, blocked {:.3}, preempted {:.3} per task",
+                    (x.cpu_ns - y.cpu_ns) as f64 / tasks / 1e3,
+                    (x.blocked - y.blocked) as f64 / tasks,
+                    (x.preempted - y.preempted) as f64 / tasks
+                );
+            }
+        }
         return;
     }
     let threads = ThreadPool::new(W2_WORKERS);
