@@ -138,6 +138,23 @@ impl<T> State<T> {
     }
 }
 
+/// What a completion owes the task's waiters: a thread asleep in `join` or `wait`, a future
+/// being awaited. Handed back by [`Shared::complete_quiet`], so that a thread settling many
+/// tasks at once can wake their waiters after the last of them (a waiter woken at the first
+/// would find the next not settled yet and sleep again).
+#[must_use = "the waiters sleep until it is passed to `wake`"]
+pub(crate) struct Wakeup {
+    sleepers: bool,
+    waker: Option<Waker>,
+}
+
+impl Wakeup {
+    /// Nobody to wake: nobody waited when the outcome was written.
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.sleepers && self.waker.is_none()
+    }
+}
+
 /// The part of a task every holder can see without knowing its value type.
 pub(crate) struct Core {
     pub(crate) id: TaskId,
@@ -198,9 +215,22 @@ impl<T> Shared<T> {
 
     /// Writes the outcome if none was written yet. Returns whether this call won.
     pub(crate) fn complete(&self, outcome: Outcome<T>) -> bool {
+        match self.complete_quiet(outcome) {
+            Some(w) => {
+                self.wake(w);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Like [`complete`](Self::complete), but the threads waiting for the outcome are not
+    /// woken yet: the [`Wakeup`] returned (when this call won) owes them that, through
+    /// [`wake`](Self::wake). Callbacks run now. A thread that looks meanwhile sees the outcome.
+    pub(crate) fn complete_quiet(&self, outcome: Outcome<T>) -> Option<Wakeup> {
         let mut st = self.lock();
         if !matches!(st.slot, Slot::Pending) {
-            return false;
+            return None;
         }
         if events::enabled() {
             let err = outcome.as_ref().err();
@@ -220,22 +250,26 @@ impl<T> Shared<T> {
                 self.run_callback(cb, Some(out));
             }
         }
-        let sleepers = st.sleepers;
+        let sleepers = st.sleepers > 0;
         drop(st);
-        if sleepers > 0 {
+        Some(Wakeup { sleepers, waker })
+    }
+
+    /// Wakes the waiters a [`complete_quiet`](Self::complete_quiet) of this task left asleep.
+    pub(crate) fn wake(&self, w: Wakeup) {
+        if w.sleepers {
             self.cond.notify_all();
         }
-        if let Some(w) = waker {
+        if let Some(w) = w.waker {
             w.wake();
         }
-        true
     }
 
     pub(crate) fn is_done(&self) -> bool {
         self.core.done.load(Ordering::Acquire)
     }
 
-    fn err_kind(&self, kind: ErrorKind) -> TaskError {
+    pub(crate) fn err_kind(&self, kind: ErrorKind) -> TaskError {
         TaskError::new(self.core.id, &*self.core.name, kind)
     }
 
@@ -781,5 +815,31 @@ mod tests {
     fn a_handles_shared_state_stays_small() {
         let size = std::mem::size_of::<Shared<u64>>();
         assert!(size <= 144, "Shared<u64> is {size} bytes");
+    }
+
+    /// A quiet completion shows the outcome at once and owes the sleeping joiner its
+    /// wake-up, which `wake` gives; with nobody waiting it owes nothing; a second completion
+    /// loses.
+    #[test]
+    fn a_quiet_completion_owes_the_sleeping_joiner_its_wake_up() {
+        let (h, c) = pair::<u64>(TaskName::from("quiet".to_string()), UnitKind::Thread);
+        let shared = c.into_shared();
+        let joiner = std::thread::spawn(move || h.join());
+        // The joiner is asleep once it counts as a sleeper (it sets that under the lock it
+        // then waits on).
+        while shared.lock().sleepers == 0 {
+            std::thread::yield_now();
+        }
+        let owed = shared.complete_quiet(Ok(5)).expect("the first completion wins");
+        assert!(shared.is_done());
+        assert!(!owed.is_empty(), "a joiner slept: it is owed a wake-up");
+        shared.wake(owed);
+        assert_eq!(joiner.join().unwrap().unwrap(), 5);
+        assert!(shared.complete_quiet(Ok(6)).is_none());
+
+        let (h, c) = pair::<u64>(TaskName::from("quiet".to_string()), UnitKind::Thread);
+        let shared = c.into_shared();
+        assert!(shared.complete_quiet(Ok(7)).expect("wins").is_empty(), "nobody waited");
+        assert_eq!(h.join().unwrap(), 7);
     }
 }

@@ -82,6 +82,13 @@ pub(crate) fn fill_header(header: &mut [u8], kind: FrameKind, len: u32) {
     header[8..12].copy_from_slice(&len.to_le_bytes());
 }
 
+/// Whether `buf` starts with a whole frame (header and payload), so that reading it takes
+/// nothing more from the stream. The header is not checked.
+pub(crate) fn starts_whole(buf: &[u8]) -> bool {
+    buf.len() >= HEADER
+        && buf.len() - HEADER >= u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize
+}
+
 /// Reads one frame of `kind`. `Ok(None)` means the stream ended cleanly before a header.
 pub(crate) fn read_frame(
     r: &mut impl Read,
@@ -137,6 +144,18 @@ pub(crate) fn read_frame_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn starts_whole_needs_the_header_and_the_whole_payload() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, FrameKind::Request, b"abc").unwrap();
+        assert!(starts_whole(&buf));
+        assert!(!starts_whole(&buf[..buf.len() - 1]));
+        assert!(!starts_whole(&buf[..HEADER - 1]));
+        assert!(!starts_whole(&[]));
+        buf.extend_from_slice(&buf.clone()[..5]);
+        assert!(starts_whole(&buf), "a partial frame after a whole one");
+    }
 
     #[test]
     fn round_trip() {

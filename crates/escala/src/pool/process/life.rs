@@ -19,7 +19,7 @@ use super::Shared;
 use super::child::CONTROL_FD;
 use super::ledger::{self, Ledger};
 use super::sched::{self, Policy};
-use super::settle::{finish, on_done, on_replies};
+use super::settle::{Wakes, finish, on_done, on_replies};
 use super::slot::{Ended, Io, Slot};
 use super::wire::{Bytes, FromWorker, FromWorkerRef, PROTOCOL, ToWorkerRef, push_frame};
 use super::writer::{Sender, writer_main};
@@ -213,8 +213,10 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot, policy: Option<Policy>) -> Ended
     let mut sender = Sender::default();
     // Replies are decoded in place, from one reused buffer.
     let mut buf = Vec::with_capacity(64 << 10);
+    // Callers are woken once the replies at hand are settled (see `read_reply`).
+    let mut wakes = Wakes::default();
     loop {
-        match read_reply(&mut reader, max, &mut buf, pool, slot) {
+        match read_reply(&mut reader, max, &mut buf, (pool, slot), &mut wakes) {
             Some(true) => {}
             Some(false) => {
                 child_slot.signal(Signal::SIGKILL); // out of protocol: this worker cannot be trusted
@@ -229,17 +231,20 @@ fn incarnation(pool: &Arc<Shared>, slot: &Slot, policy: Option<Policy>) -> Ended
             // settled before the socket is polled again: a poll does not see them, and the
             // worker may send nothing more for as long as its next task runs.
             let mut drain = || {
-                drain_buffered(&mut reader, |r| match read_reply(r, max, &mut buf, pool, slot) {
-                    Some(false) => {
-                        child_slot.signal(Signal::SIGKILL);
-                        None
+                drain_buffered(&mut reader, |r| {
+                    match read_reply(r, max, &mut buf, (pool, slot), &mut wakes) {
+                        Some(false) => {
+                            child_slot.signal(Signal::SIGKILL);
+                            None
+                        }
+                        other => other,
                     }
-                    other => other,
                 })
             };
             sender.refill(pool, slot, &io.sock, &mut drain);
         }
     }
+    wakes.flush();
     slot.lock().alive = false;
     slot.room.notify_all();
     drop(stop_tx);
@@ -266,24 +271,30 @@ fn drain_buffered<R: std::io::Read>(
 }
 
 /// Reads one reply frame and settles it: `None` at the end of the stream (or a broken frame),
-/// `Some(false)` for a frame out of protocol.
+/// `Some(false)` for a frame out of protocol. The callers it settled are woken once no whole
+/// frame is left in the buffer: before the next read can wait on the socket, and after the
+/// last reply of a burst, not at each.
 fn read_reply(
     reader: &mut BufReader<UnixStream>,
     max: usize,
     buf: &mut Vec<u8>,
-    pool: &Arc<Shared>,
-    slot: &Slot,
+    (pool, slot): (&Arc<Shared>, &Slot),
+    wakes: &mut Wakes,
 ) -> Option<bool> {
     let Ok(true) = frame::read_frame_into(reader, FrameKind::FromWorker, max + ENVELOPE, buf) else {
         return None;
     };
-    Some(match postcard::from_bytes::<FromWorkerRef<'_>>(buf) {
-        Ok(FromWorkerRef::Done { id, reply, ns }) => on_done(pool, slot, id, reply, ns),
+    let handled = match postcard::from_bytes::<FromWorkerRef<'_>>(buf) {
+        Ok(FromWorkerRef::Done { id, reply, ns }) => on_done(pool, slot, (id, reply, ns), wakes),
         Ok(FromWorkerRef::Replies { id, first, count, replies }) => {
             on_replies(pool, slot, id, first, count, replies)
         }
         Ok(FromWorkerRef::Ready { .. }) | Err(_) => false,
-    })
+    };
+    if !frame::starts_whole(reader.buffer()) {
+        wakes.flush();
+    }
+    Some(handled)
 }
 
 fn read_msg(r: &mut BufReader<UnixStream>, max: usize) -> Option<FromWorker> {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use serde::de::DeserializeOwned;
 
 use crate::error::ErrorKind;
-use crate::handle::{Completer, Shared, TokenSource};
+use crate::handle::{Completer, Shared, TokenSource, Wakeup};
 
 /// Resolves one caller's handle from encoded bytes: the handle's own shared state, so a
 /// task in the queue costs no allocation beyond its handle.
@@ -17,7 +17,19 @@ pub(super) trait Sink: TokenSource {
     /// Writes the outcome, counted in `counts` before the handle resolves (so `stats()`
     /// after `join()` includes it); true if this call wrote it (a cancel or timeout may have
     /// first, and then counted it).
-    fn settle(&self, result: Result<&[u8], ErrorKind>, counts: &Counts) -> bool;
+    fn settle(&self, result: Result<&[u8], ErrorKind>, counts: &Counts) -> bool {
+        match self.settle_quiet(result, counts) {
+            Some(w) => {
+                self.wake(w);
+                true
+            }
+            None => false,
+        }
+    }
+    /// Like [`settle`](Self::settle), leaving the waiters asleep until the [`Wakeup`]
+    /// returned (when this call wrote the outcome) is passed to [`wake`](Self::wake).
+    fn settle_quiet(&self, result: Result<&[u8], ErrorKind>, counts: &Counts) -> Option<Wakeup>;
+    fn wake(&self, w: Wakeup);
     /// Resolves as cancelled if nothing has resolved it (what dropping a `Completer` does).
     fn abandon(&self);
 }
@@ -27,9 +39,9 @@ impl<T: DeserializeOwned + Send + 'static> Sink for Shared<T> {
         Shared::is_done(self)
     }
 
-    fn settle(&self, result: Result<&[u8], ErrorKind>, counts: &Counts) -> bool {
+    fn settle_quiet(&self, result: Result<&[u8], ErrorKind>, counts: &Counts) -> Option<Wakeup> {
         if Shared::is_done(self) {
-            return false;
+            return None;
         }
         let decoded = result.and_then(|b| {
             crate::task::decode::<T>(b)
@@ -38,13 +50,17 @@ impl<T: DeserializeOwned + Send + 'static> Sink for Shared<T> {
         let counter = counts.of(decoded.as_ref().err());
         counter.fetch_add(1, Relaxed);
         let won = match decoded {
-            Ok(v) => self.complete(Ok(v)),
-            Err(k) => self.fail(k),
+            Ok(v) => self.complete_quiet(Ok(v)),
+            Err(k) => self.complete_quiet(Err(self.err_kind(k))),
         };
-        if !won {
+        if won.is_none() {
             counter.fetch_sub(1, Relaxed);
         }
         won
+    }
+
+    fn wake(&self, w: Wakeup) {
+        Shared::wake(self, w);
     }
 
     fn abandon(&self) {

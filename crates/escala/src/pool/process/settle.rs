@@ -9,11 +9,35 @@ use std::time::{Duration, Instant};
 use super::Shared;
 use super::batch::{Batch, Work};
 use super::ledger::Ledger;
+use super::pending::SinkRef;
 use super::slot::{Ended, Slot, State, WHOLE, arm_timeout, rss_bytes};
 use super::wire::{ReplyRef, split_replies};
 use crate::error::{ErrorKind, ExitReason};
 use crate::events::{self, EventKind};
+use crate::handle::Wakeup;
 use crate::process::{ChildSlot, StderrTail, sys, tail_lines};
+
+/// The wake-ups owed to callers whose handles a burst of replies settled, given after the
+/// burst's last reply is settled ([`flush`](Self::flush), and at the latest when dropped). A
+/// caller joining its handles in order is then woken once per burst: woken at the first
+/// reply, it would often find the next handle not settled yet and sleep again, a wake-up
+/// (and a preempted slot thread) per reply.
+#[derive(Default)]
+pub(super) struct Wakes(Vec<(SinkRef, Wakeup)>);
+
+impl Wakes {
+    pub(super) fn flush(&mut self) {
+        for (sink, w) in self.0.drain(..) {
+            sink.wake(w);
+        }
+    }
+}
+
+impl Drop for Wakes {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
 
 /// Reaps the worker and settles what it held: the replies its ledger staged are kept, the
 /// running task (or element) is lost (or timed out) and retried by policy, and the rest goes
@@ -114,7 +138,13 @@ pub(super) fn finish(
 ///
 /// The task's run time comes from the worker (`ns`): replies arrive many at a time, so the
 /// gap between two of them says little about one task.
-pub(super) fn on_done(pool: &Arc<Shared>, slot: &Slot, id: u64, reply: ReplyRef<'_>, ns: u64) -> bool {
+/// A value's caller is woken through `wakes`; errors, retries and timeouts wake theirs at once.
+pub(super) fn on_done(
+    pool: &Arc<Shared>,
+    slot: &Slot,
+    (id, reply, ns): (u64, ReplyRef<'_>, u64),
+    wakes: &mut Wakes,
+) -> bool {
     let mut st = slot.lock();
     if !matches!(st.inflight.front(), Some(Work::One(p)) if p.id == id) {
         return false;
@@ -147,7 +177,10 @@ pub(super) fn on_done(pool: &Arc<Shared>, slot: &Slot, id: u64, reply: ReplyRef<
         }
         (reply, false) => match reply.into_result() {
             Ok(bytes) => {
-                front.sink.settle(Ok(bytes), &pool.counts);
+                let owed = front.sink.settle_quiet(Ok(bytes), &pool.counts);
+                if let Some(w) = owed.filter(|w| !w.is_empty()) {
+                    wakes.0.push((front.sink, w));
+                }
             }
             Err(kind) => pool.fail_or_retry(Work::One(front), kind),
         },
