@@ -120,7 +120,7 @@ impl ProcessPool {
             c.fail(ErrorKind::Spawn(why.into()));
             return handle;
         }
-        let args = match task::encode(call.args()) {
+        let args = match postcard::to_extend(call.args(), pending::Args::new()).map_err(|e| e.to_string()) {
             Ok(a) if a.len() > p.cfg.max_frame => {
                 let why = format!(
                     "the arguments are {} bytes, over the limit of {} bytes",

@@ -113,13 +113,20 @@ impl Counts {
     }
 }
 
+/// A task's encoded arguments: up to 16 bytes (most: a few numbers) are kept inline. That
+/// saves an allocation per task and, above all, its free on a slot thread: a free from
+/// another thread than the allocating one costs glibc's allocator far more than a local one.
+/// Measured (W2 one by one, alternated 3×): 0.97–1.03 → 1.12–1.17 M tasks/s; with jemalloc
+/// preloaded instead, which handles such frees well, the `Vec` version ran 1.09–1.12.
+pub(super) type Args = smallvec::SmallVec<[u8; 16]>;
+
 /// A task between `submit` and its outcome.
 pub(super) struct Pending {
     /// The handle's task id, also the job id on the wire.
     pub(super) id: u64,
     pub(super) task: &'static str,
     /// Encoded once at submit; moved (not copied) into retries.
-    pub(super) args: Vec<u8>,
+    pub(super) args: Args,
     /// 1 for the first run.
     pub(super) attempt: u32,
     /// Taken back from a retiring worker: a `Cancelled` reply puts it back in the queue.
