@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
+use crossbeam_utils::CachePadded;
+
 use super::life::slot_main;
 use super::slot::Slot;
 use super::{Config, ProcessPool, Shared};
@@ -193,7 +195,7 @@ impl ProcessPoolBuilder {
             name: name.clone(),
             cfg: self.cfg,
             requeue: tx.clone(),
-            tx: RwLock::new(Some(tx)),
+            tx: CachePadded::new(RwLock::new(Some(tx))),
             rx,
             close_tx: Mutex::new(Some(close_tx)),
             close_rx,
@@ -201,8 +203,8 @@ impl ProcessPoolBuilder {
             clock: Clock::new(size, name.to_string()),
             cancelling: AtomicBool::new(false),
             retry_pending: AtomicUsize::new(0),
-            queued: AtomicI64::new(0),
-            submitted: AtomicU64::new(0),
+            queued: CachePadded::new(AtomicI64::new(0)),
+            submitted: CachePadded::new(AtomicU64::new(0)),
             counts: Default::default(),
             retried: AtomicU64::new(0),
             restarts: AtomicU64::new(0),

@@ -108,8 +108,10 @@ impl Sender {
             return false;
         }
         let now = Instant::now();
+        // Once for the batch: the submitting thread adds to this count at every submit, and
+        // each write from another core takes the line away from it.
+        pool.queued.fetch_sub(taken as i64, SeqCst);
         for w in self.batch.drain(..) {
-            pool.queued.fetch_sub(w.len() as i64, SeqCst);
             match &w {
                 Work::One(p) => {
                     // Cancelled while queued: its handle is resolved and counted already.
