@@ -83,10 +83,12 @@ impl ProcessPool {
 
     fn admit(&self) -> Result<(), String> {
         let p = &self.shared;
+        // Without a cap, a shut-down pool is seen where the task is sent (one lock less per
+        // submit).
+        let Some((cap, policy)) = p.cfg.cap else { return Ok(()) };
         if p.is_closed() {
             return Err("the pool is shut down".into());
         }
-        let Some((cap, policy)) = p.cfg.cap else { return Ok(()) };
         let full = || p.queued.load(SeqCst) >= cap as i64;
         if !full() {
             return Ok(());
