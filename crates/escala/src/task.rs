@@ -70,7 +70,9 @@ impl<K: Task> std::fmt::Debug for Call<K> {
 /// What a registered task's entry point answers, before framing.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Reply {
-    Ok(Vec<u8>),
+    /// Written as bytes, in one copy (postcard lays a byte sequence and bytes out alike:
+    /// a length, then the bytes; serde's `Vec<u8>` would write them one at a time).
+    Ok(#[serde(serialize_with = "as_bytes")] Vec<u8>),
     Failed(String),
     Panicked {
         message: String,
@@ -80,6 +82,10 @@ pub(crate) enum Reply {
     Refused(String),
     /// A pool worker dropped a prefetched job that was cancelled before it started.
     Cancelled,
+}
+
+fn as_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(bytes)
 }
 
 impl Reply {
@@ -145,12 +151,90 @@ pub fn registered_tasks() -> Vec<&'static str> {
     v
 }
 
+/// A byte buffer postcard can append to with `push` and `extend_from_slice` (its own
+/// `to_extend` goes through `Extend`, a call per byte).
+pub(crate) trait Buf {
+    fn push(&mut self, b: u8);
+    fn extend_from_slice(&mut self, s: &[u8]);
+}
+
+impl Buf for Vec<u8> {
+    fn push(&mut self, b: u8) {
+        Vec::push(self, b);
+    }
+    fn extend_from_slice(&mut self, s: &[u8]) {
+        Vec::extend_from_slice(self, s);
+    }
+}
+
+impl<A: smallvec::Array<Item = u8>> Buf for smallvec::SmallVec<A> {
+    fn push(&mut self, b: u8) {
+        smallvec::SmallVec::push(self, b);
+    }
+    fn extend_from_slice(&mut self, s: &[u8]) {
+        smallvec::SmallVec::extend_from_slice(self, s);
+    }
+}
+
+/// Appending through a borrow leaves the buffer with its caller when encoding fails.
+impl<B: Buf> Buf for &mut B {
+    fn push(&mut self, b: u8) {
+        (**self).push(b);
+    }
+    fn extend_from_slice(&mut self, s: &[u8]) {
+        (**self).extend_from_slice(s);
+    }
+}
+
+/// postcard's output appended to a [`Buf`].
+struct Append<B>(B);
+
+impl<B: Buf> postcard::ser_flavors::Flavor for Append<B> {
+    type Output = B;
+
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        self.0.push(b);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, s: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(s);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<B> {
+        Ok(self.0)
+    }
+}
+
+/// Encodes `value` at the end of `buf` (a reused or inline buffer) and hands it back.
+pub(crate) fn encode_into<T: Serialize, B: Buf>(value: &T, buf: B) -> Result<B, String> {
+    postcard::serialize_with_flavor(value, Append(buf)).map_err(|e| e.to_string())
+}
+
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
     postcard::to_stdvec(value).map_err(|e| e.to_string())
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     postcard::from_bytes(bytes).map_err(|e| e.to_string())
+}
+
+thread_local! {
+    /// A value buffer given back by [`recycle`], for this thread's next result.
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Gives a reply's value buffer back once its bytes are copied out (a pool worker's batch
+/// stages each element's reply in its ledger), so that the next result encoded on this
+/// thread needs no allocation. A buffer over 4 KiB is freed instead.
+pub(crate) fn recycle(reply: Reply) {
+    if let Reply::Ok(mut bytes) = reply
+        && bytes.capacity() <= 4096
+    {
+        bytes.clear();
+        SPARE.set(bytes);
+    }
 }
 
 fn invoke<K: Task>(args: &[u8], token: &crate::CancelToken) -> Reply {
@@ -161,12 +245,33 @@ fn invoke<K: Task>(args: &[u8], token: &crate::CancelToken) -> Reply {
         }
     };
     match crate::unwind::run_task_ref(token, || K::run(args)) {
-        Ok(Ok(out)) => match encode(&out) {
+        Ok(Ok(out)) => match encode_into(&out, SPARE.take()) {
             Ok(bytes) => Reply::Ok(bytes),
             Err(e) => Reply::Codec(format!("cannot encode the result of `{}`: {e}", K::NAME)),
         },
         Ok(Err(msg)) => Reply::Failed(msg),
         Err(crate::ErrorKind::Panicked { message, location }) => Reply::Panicked { message, location },
         Err(other) => Reply::Failed(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Reply::Ok` writes its bytes in one piece, and the frames stay what they were: the
+    /// same bytes as serde's element-by-element `Vec<u8>`, decoded back the same.
+    #[test]
+    fn a_replys_value_bytes_encode_as_a_byte_sequence_did() {
+        #[derive(serde::Serialize)]
+        enum AsSequence {
+            Ok(Vec<u8>),
+        }
+        for len in [0usize, 1, 127, 128, 300] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let now = encode(&Reply::Ok(bytes.clone())).unwrap();
+            assert_eq!(now, encode(&AsSequence::Ok(bytes.clone())).unwrap(), "{len} bytes");
+            assert_eq!(decode::<Reply>(&now).unwrap(), Reply::Ok(bytes));
+        }
     }
 }

@@ -35,6 +35,36 @@ fn inc(x: u64) -> u64 {
     x + 1
 }
 
+/// A number whose encoding fails for [`Enc::Fail`] (serde lets a type refuse).
+#[derive(Debug, Clone, Copy)]
+enum Enc {
+    Num(u64),
+    Fail,
+}
+
+impl Serialize for Enc {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Enc::Num(n) => s.serialize_u64(*n),
+            Enc::Fail => Err(serde::ser::Error::custom("this value refuses to be encoded")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Enc {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u64::deserialize(d).map(Enc::Num)
+    }
+}
+
+#[escala::task]
+fn enc_inc(x: Enc) -> u64 {
+    match x {
+        Enc::Num(n) => n + 1,
+        Enc::Fail => unreachable!("never encoded, so never sent"),
+    }
+}
+
 /// A short task of known length: `3i + 1` after `micros` µs.
 #[escala::task]
 fn chaos_step(i: u64, micros: u64) -> u64 {
@@ -85,6 +115,10 @@ fn main() {
     let args = Arguments::from_args();
     let tests = vec![
         Trial::test("map_is_ordered_and_every_value_checked", map_is_ordered_and_every_value_checked),
+        Trial::test(
+            "an_unencodable_element_fails_alone_and_its_batch_keeps_the_rest",
+            unencodable_element_fails_alone,
+        ),
         Trial::test(
             "map_reads_input_only_as_results_are_consumed",
             map_reads_input_only_as_results_are_consumed,
@@ -234,6 +268,23 @@ fn map_is_ordered_and_every_value_checked() -> TestResult {
     assert_eq!(via_trait, (1..=100).collect::<Vec<u64>>());
     let s = settle(&pool)?;
     assert_eq!((s.submitted, s.completed, s.failed, s.cancelled), (n + 100, n + 100, 0, 0), "{s:?}");
+    Ok(())
+}
+
+/// An element whose arguments cannot be encoded fails alone, as a codec error; the elements
+/// encoded before it into the same batch keep their bytes and their values, and the ones
+/// after it run in the next batch.
+fn unencodable_element_fails_alone() -> TestResult {
+    let pool = warm_pool(ProcessPool::builder())?;
+    let calls = [Enc::Num(1), Enc::Num(2), Enc::Fail, Enc::Num(4)].map(enc_inc::call);
+    let outs: Vec<Outcome<u64>> = pool.map_tasks(calls).collect();
+    assert_eq!(outs.len(), 4);
+    assert_eq!(outs[0].as_ref().ok(), Some(&2), "{:?}", outs[0]);
+    assert_eq!(outs[1].as_ref().ok(), Some(&3), "{:?}", outs[1]);
+    let k = kind(&outs[2])?;
+    assert!(matches!(&k, ErrorKind::Codec(m) if m.contains("cannot encode the arguments")), "{k:?}");
+    assert_eq!(outs[3].as_ref().ok(), Some(&5), "{:?}", outs[3]);
+    settle(&pool)?;
     Ok(())
 }
 

@@ -363,6 +363,7 @@ fn run_batch(
             (false, None) => task::run_by_name(name, arg, &token),
         };
         st.stage_reply(k, &reply, BATCH_WAIT_NS);
+        task::recycle(reply);
     }
     st.flush();
     drop((st, current));

@@ -183,10 +183,11 @@ impl<K: Task, I: Iterator<Item = Call<K>>> ProcessMap<K, I> {
             };
             let start = bytes.len();
             bytes.extend_from_slice(&[0; 4]);
-            let encoded = postcard::to_extend(call.args(), std::mem::take(&mut bytes));
+            // Into the batch's buffer by reference: a failed encoding leaves the elements
+            // before it in place (the partial bytes are cut off below).
+            let encoded = task::encode_into(call.args(), &mut bytes);
             let failure = match encoded {
-                Ok(b) => {
-                    bytes = b;
+                Ok(_) => {
                     let len = bytes.len() - start - 4;
                     if len > max {
                         Some(format!("the arguments are {len} bytes, over the limit of {max} bytes"))

@@ -122,7 +122,7 @@ impl ProcessPool {
             c.fail(ErrorKind::Spawn(why.into()));
             return handle;
         }
-        let args = match postcard::to_extend(call.args(), pending::Args::new()).map_err(|e| e.to_string()) {
+        let args = match task::encode_into(call.args(), pending::Args::new()) {
             Ok(a) if a.len() > p.cfg.max_frame => {
                 let why = format!(
                     "the arguments are {} bytes, over the limit of {} bytes",
