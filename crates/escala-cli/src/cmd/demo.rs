@@ -186,5 +186,5 @@ const WHICH_UNIT_WHEN: [&str; 5] = [
     "  many tiny tasks, shared data, I/O  -> ThreadPool        (a handle per task at 1.58x rayon spawn+channel)",
     "  one background job or a daemon     -> thread unit       (1.02x the cost of std::thread::spawn)",
     "  code that may crash, leak or hang  -> process unit      (a fresh process at 1.12x the cost of /bin/true)",
-    "  many crash-prone or runaway tasks  -> ProcessPool       (~106x Python's ProcessPoolExecutor one by one; map ~2.5x its best chunked map)",
+    "  many crash-prone or runaway tasks  -> ProcessPool       (106-284x Python's ProcessPoolExecutor one by one; map 1.5-2.5x its best chunked map)",
 ];
