@@ -213,7 +213,7 @@ pub(crate) fn encode_into<T: Serialize, B: Buf>(value: &T, buf: B) -> Result<B, 
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    postcard::to_stdvec(value).map_err(|e| e.to_string())
+    encode_into(value, Vec::new())
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {

@@ -205,9 +205,8 @@ impl Serialize for Bytes<'_> {
 pub(crate) fn push_frame(buf: &mut Vec<u8>, kind: crate::process::frame::FrameKind, msg: &impl Serialize) {
     let start = buf.len();
     buf.extend_from_slice(&[0; crate::process::frame::HEADER]);
-    let body = postcard::to_extend(msg, std::mem::take(buf))
-        .unwrap_or_else(|_| unreachable!("Vec writes cannot fail"));
-    *buf = body;
+    // The pool's own messages always encode (no maps of unknown length, no failing types).
+    crate::task::encode_into(msg, &mut *buf).unwrap_or_else(|e| unreachable!("a pool message: {e}"));
     let len = (buf.len() - start - crate::process::frame::HEADER) as u32;
     crate::process::frame::fill_header(&mut buf[start..start + crate::process::frame::HEADER], kind, len);
 }
